@@ -45,8 +45,9 @@ def build_parser(words: Sequence[str] = ()) -> argparse.ArgumentParser:
         else:
             if key[0] not in groups:
                 group = top.add_parser(key[0], help=f"{key[0]} commands")
-                groups[key[0]] = group.add_subparsers(dest="subcommand", metavar="WHAT",
-                                                      required=True)
+                groups[key[0]] = group.add_subparsers(
+                    dest="subcommand", metavar="WHAT", required=True
+                )
             sub = groups[key[0]].add_parser(key[1], help=help_text)
         sub.set_defaults(_module=module)
         if tuple(words[: len(key)]) == key:

@@ -61,8 +61,12 @@ class Settings:
         for reg in self.registers:
             if reg.register_id == register_id:
                 return reg
-        raise ConfigError("no such register", key="registers", value=register_id,
-                          expected="a store_code-terminal_no of the configuration")
+        raise ConfigError(
+            "no such register",
+            key="registers",
+            value=register_id,
+            expected="a store_code-terminal_no of the configuration",
+        )
 
 
 def parse_register(reader: TableReader) -> RegisterSettings:
@@ -85,8 +89,12 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
     state_dir = Path(top.str("state_dir", "/var/lib/gatewayd"))
     if not state_dir.is_absolute():
         if source is None:
-            raise ConfigError("must be an absolute path", key="state_dir", value=str(state_dir),
-                              expected="an absolute directory path")
+            raise ConfigError(
+                "must be an absolute path",
+                key="state_dir",
+                value=str(state_dir),
+                expected="an absolute directory path",
+            )
         state_dir = (source.parent / state_dir).resolve()
     poll_interval = top.float("poll_interval", 1.0, minimum=0.05, maximum=60.0)
     log = top.table("logging")
@@ -97,19 +105,35 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
     log.finish()
     registers = tuple(parse_register(r) for r in top.tables("registers"))
     if not registers:
-        raise ConfigError("at least one register is needed", key="registers",
-                          expected="one or more [[registers]] tables")
+        raise ConfigError(
+            "at least one register is needed",
+            key="registers",
+            expected="one or more [[registers]] tables",
+        )
     seen: set[str] = set()
     for reg in registers:
         if reg.register_id in seen:
-            raise ConfigError("duplicate register", key="registers", value=reg.register_id,
-                              expected="unique store_code and terminal_no pairs")
+            raise ConfigError(
+                "duplicate register",
+                key="registers",
+                value=reg.register_id,
+                expected="unique store_code and terminal_no pairs",
+            )
         seen.add(reg.register_id)
-    extra = {name: top.raw(name) for name in ("mapping", "freee", "printer", "drawer", "slip",
-                                               "web") if top.has(name)}
+    extra = {
+        name: top.raw(name)
+        for name in ("mapping", "freee", "printer", "drawer", "slip", "web")
+        if top.has(name)
+    }
     top.finish()
-    return Settings(state_dir=state_dir, registers=registers, poll_interval=poll_interval,
-                    logging=logging, source=source, extra=extra)
+    return Settings(
+        state_dir=state_dir,
+        registers=registers,
+        poll_interval=poll_interval,
+        logging=logging,
+        source=source,
+        extra=extra,
+    )
 
 
 def load_settings(path: Path) -> Settings:
@@ -117,8 +141,9 @@ def load_settings(path: Path) -> Settings:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError("file not found", key=str(path),
-                          expected="a configuration file (see etc/gatewayd.toml)") from None
+        raise ConfigError(
+            "file not found", key=str(path), expected="a configuration file (see etc/gatewayd.toml)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", key=str(path)) from None
     try:
