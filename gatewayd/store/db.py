@@ -1,0 +1,89 @@
+"""Opening gatewayd's SQLite files the one durable way, and naming their failures.
+
+Every store file is opened in WAL mode with ``synchronous=FULL`` (a commit is on the card
+before we tell the register ``K``), foreign keys on, and a schema version kept in
+``PRAGMA user_version`` and advanced by ordered migrations. SQLite's errors are translated
+into the error tree: a full disk, a read-only directory and a corrupted file each say what
+the installer should do.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gatewayd.errors import DiskFull, StorageError, StoreCorrupt
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def storage_error(exc: BaseException, path: Path) -> StorageError:
+    """Map an ``sqlite3``/``OSError`` failure to the error the operator can act on."""
+    text = str(exc).lower()
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return DiskFull(f"{path}: disk full: {exc}")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return StoreCorrupt(f"{path}: database file is corrupted: {exc}")
+    if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):
+        return StorageError(
+            f"{path}: cannot write (read-only or permission denied): {exc}",
+            staff_message="ゲートウェイの記憶領域に書き込めません。設置担当者に連絡してください。",
+        )
+    return StorageError(f"{path}: storage failure: {exc}")
+
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``;``-separated DDL inside the caller's transaction (``executescript`` would commit)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def open_database(
+    path: Path, migrations: Sequence[Migration], *, check: bool = True
+) -> sqlite3.Connection:
+    """Open (creating if needed) a store file, check it, and bring its schema up to date.
+
+    ``check`` runs ``PRAGMA quick_check`` so that a corrupted file is refused at start with a
+    clear message instead of failing later in the middle of a transfer.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    except (sqlite3.Error, OSError) as exc:
+        raise storage_error(exc, path) from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if check:
+            result = conn.execute("PRAGMA quick_check").fetchone()
+            if result is None or result[0] != "ok":
+                raise StoreCorrupt(f"{path}: integrity check failed: {result!r}")
+        _migrate(conn, migrations)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise storage_error(exc, path) from exc
+    except StorageError:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(migrations):
+        raise StorageError(
+            f"schema version {version} is newer than this gatewayd knows ({len(migrations)})",
+            staff_message="データベースが新しい版のものです。gatewayd を更新してください。",
+        )
+    for number in range(version, len(migrations)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations[number](conn)
+            conn.execute(f"PRAGMA user_version={number + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
