@@ -161,3 +161,9 @@ class FreeeRefused(FreeeError):
     """freee refused the posting (4xx validation): the day is held with freee's message."""
 
     staff_message = "freee会計が取引の登録を拒否しました。内容を確認してください。"
+
+
+class PrinterUnavailable(DeviceError):
+    """The receipt printer cannot be opened, written or does not answer its status query."""
+
+    staff_message = "レシートプリンターと通信できません。電源とケーブルを確認してください。"
