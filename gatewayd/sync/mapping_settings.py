@@ -86,10 +86,6 @@ class MovementRule:
         return cls(PostingKind.TRANSFER, walletable=walletable)
 
 
-def _default_method_rules() -> Mapping[Method, MethodRule]:
-    return MappingProxyType({m: MethodRule() for m in METHOD_ORDER})
-
-
 def _default_movement_defaults() -> Mapping[Direction, MovementRule]:
     ex = DEFAULT_TAX_NAMES[TaxClass.OUT_OF_SCOPE]
     return MappingProxyType(
@@ -101,8 +97,9 @@ def _default_movement_defaults() -> Mapping[Direction, MovementRule]:
 class MappingSettings:
     """Every setting of freee-mapping.md §2, with its default.
 
-    ``methods`` holds a rule for every method (CASH settles into ``cash_walletable`` unless
-    configured otherwise); ``movement_defaults`` holds IN and OUT. ``store_name`` may contain
+    ``methods`` holds the configured methods' rules; ``method_rule(m)`` gives every method's
+    (CASH settles into ``cash_walletable`` unless configured otherwise). ``movement_defaults``
+    holds IN and OUT. ``store_name`` may contain
     ``{store_code}``; use ``store_label(store_code)``.
     """
 
@@ -115,9 +112,9 @@ class MappingSettings:
     cash_walletable: str = "現金"
     cash_over_account: str = "雑収入"
     cash_short_account: str = "雑損失"
-    method_labels: Mapping[Method, str] = DEFAULT_METHOD_LABELS
-    tax_names: Mapping[TaxClass, str] = DEFAULT_TAX_NAMES
-    methods: Mapping[Method, MethodRule] = field(default_factory=_default_method_rules)
+    method_labels: Mapping[Method, str] = field(default_factory=lambda: DEFAULT_METHOD_LABELS)
+    tax_names: Mapping[TaxClass, str] = field(default_factory=lambda: DEFAULT_TAX_NAMES)
+    methods: Mapping[Method, MethodRule] = field(default_factory=lambda: MappingProxyType({}))
     movements: Mapping[str, MovementRule] = field(default_factory=lambda: MappingProxyType({}))
     movement_defaults: Mapping[Direction, MovementRule] = field(
         default_factory=_default_movement_defaults
@@ -136,7 +133,12 @@ class MappingSettings:
         return self.tax_names[TaxClass.OUT_OF_SCOPE]
 
     def method_rule(self, method: Method) -> MethodRule:
-        return self.methods.get(method, MethodRule())
+        """The configured rule, else the default: CASH settles into the cash walletable,
+        every other method stays unsettled."""
+        rule = self.methods.get(method)
+        if rule is not None:
+            return rule
+        return MethodRule(walletable=self.cash_walletable if method is Method.CASH else None)
 
     def settlement_walletable(self, method: Method) -> str | None:
         """The 口座 a method settles into, or None when it stays unsettled."""
@@ -181,7 +183,7 @@ class MappingSettings:
             "partners": set(),
             "walletables": {self.cash_walletable},
         }
-        for rule in self.methods.values():
+        for rule in (self.method_rule(m) for m in METHOD_ORDER):
             if rule.walletable is not None:
                 used["walletables"].add(rule.walletable)
             if rule.partner is not None:
@@ -251,7 +253,6 @@ def _method_rules(reader: TableReader, cash_walletable: str) -> Mapping[Method, 
     for method in METHOD_ORDER:
         default_wallet = cash_walletable if method is Method.CASH else None
         if not reader.has(method.value):
-            rules[method] = MethodRule(walletable=default_wallet)
             continue
         sub = reader.table(method.value)
         rules[method] = MethodRule(
