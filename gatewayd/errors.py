@@ -167,3 +167,22 @@ class PrinterUnavailable(DeviceError):
     """The receipt printer cannot be opened, written or does not answer its status query."""
 
     staff_message = "レシートプリンターと通信できません。電源とケーブルを確認してください。"
+
+
+class FrameRuleError(FrameError):
+    """A REGLINK/1 frame breaks one layout rule of section 2; ``rule`` names it (``LEN``,
+    ``L``, ``SEQ``, ``CMD``, ``DATA``, ``04``, ``STATUS``, ``05``, ``BCC``, ``03``, ``partial``)."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        self.rule = rule
+        super().__init__(f"{rule}: {message}")
+
+
+class FrameDataError(ProtocolError):
+    """A well-formed REGLINK/1 frame whose DATA does not fit its command (section 4)."""
+
+
+class PortError(DeviceError):
+    """The register's port cannot be opened, or failed while in use (unplugged adapter)."""
+
+    staff_message = "レジの接続ポートを開けません。ケーブルとUSBアダプタを確認してください。"
