@@ -161,3 +161,15 @@ def test_ref_numbers_use_store_terminal_and_business_date() -> None:
     p = plan_day(b.build(), "ST9", "T2", MappingSettings())
     assert p.postings[0].ref_number == "POS-ST9-T2-20241231-M1"
     assert (p.store_code, p.terminal_no, p.close_no) == ("ST9", "T2", 1)
+
+
+def test_parsed_dash_fields_read_as_empty_text() -> None:
+    """The journal parser turns ``-`` into ``""``: the description rule still applies."""
+    settings = mapping(movements={"-": {"walletable": "金庫"}})
+    b = DayBuilder()
+    b.movement("OUT", 10, "R5", "")
+    b.movement("IN", 20, "", "")
+    m1, m2 = plan(b, settings=settings).postings
+    assert m1.details[0].description == "R5"
+    assert m2.transfer is not None and m2.transfer.from_walletable == "金庫"
+    assert m2.transfer.description == "- POS-0001-01-20250110-M2"

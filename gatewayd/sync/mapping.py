@@ -400,13 +400,21 @@ def _cash_difference(ctx: _Context, difference: int) -> list[Posting]:
 
 
 def movement_description(mv: Movement) -> str:
-    """reason_name, or reason_code when reason_name is ``-``."""
-    return mv.reason_code if mv.reason_name == "-" else mv.reason_name
+    """reason_name, or reason_code when reason_name is ``-`` (the parser reads ``-`` as ``""``)."""
+    for text in (mv.reason_name, mv.reason_code):
+        if text not in ("", "-"):
+            return text
+    return "-"
+
+
+def movement_reason_code(mv: Movement) -> str:
+    """The key of a movement's rule: its reason_code, ``-`` when empty."""
+    return mv.reason_code or "-"
 
 
 def _movement(ctx: _Context, mv: Movement) -> Posting:
     s = ctx.settings
-    rule = s.movement_rule(mv.reason_code, mv.direction)
+    rule = s.movement_rule(movement_reason_code(mv), mv.direction)
     suffix = f"M{mv.movement_no}"
     text = movement_description(mv)
     if rule.kind is PostingKind.TRANSFER:
