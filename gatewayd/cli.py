@@ -21,6 +21,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("status",): ("gatewayd.status_cli", "show registers, days and postings"),
     ("decode",): ("gatewayd.decode_cli", "decode a journal file to JSON with day checks"),
     ("sim", "register"): ("gatewayd.sim.register_cli", "simulated register on a pseudo-terminal"),
+    ("sim", "printer"): ("gatewayd.sim.printer_cli", "simulated ESC/POS printer on a pty"),
+    ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
 }
 
 

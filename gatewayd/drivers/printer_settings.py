@@ -177,3 +177,23 @@ def parse_device_tables(
     drawer = parse_drawer(top.table("drawer"))
     slip = parse_slip(top.table("slip"))
     return printer, drawer, slip
+
+
+def device_settings_from(
+    settings: object,
+) -> tuple[PrinterSettings | None, DrawerSettings, SlipSettings]:
+    """The three settings from a loaded ``gatewayd.config.Settings``.
+
+    Uses its ``printer``/``drawer``/``slip`` fields when config.py has them, else parses the
+    raw tables it keeps in ``extra`` (duck-typed so this module does not import config).
+    """
+    if hasattr(settings, "printer"):
+        drawer = getattr(settings, "drawer", None)
+        slip = getattr(settings, "slip", None)
+        return (
+            getattr(settings, "printer", None),
+            drawer if isinstance(drawer, DrawerSettings) else DrawerSettings(),
+            slip if isinstance(slip, SlipSettings) else SlipSettings(),
+        )
+    extra = getattr(settings, "extra", None)
+    return parse_device_tables(extra if isinstance(extra, Mapping) else {})

@@ -1,0 +1,34 @@
+"""``gatewayd drawer kick``: open the cash drawer now (ESC p on the receipt printer).
+
+The only way besides the status page that the gateway opens the drawer: an explicit command.
+It opens the printer itself, sends the kick and closes; the daemon's monitor keeps its own
+link (the port is not locked exclusively, and the kick needs no status reply, so the two do
+not take each other's answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gatewayd.config import DEFAULT_CONFIG_PATH, load_settings
+from gatewayd.drivers.printer import kick_once
+from gatewayd.drivers.printer_settings import device_settings_from
+from gatewayd.errors import ConfigError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, metavar="FILE",
+                        help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
+
+
+def run(args: argparse.Namespace) -> int:
+    printer, drawer, _ = device_settings_from(load_settings(args.config))
+    if printer is None:
+        raise ConfigError("no printer configured", key="printer",
+                          expected="a [printer] table with device or usb")
+    kick_once(printer, drawer)
+    print(f"drawer kick sent (pin {drawer.kick_pin}, {drawer.kick_pulse_ms} ms) "
+          f"to {printer.describe()}")
+    print("ドロワーを開く信号を送りました。")
+    return 0
