@@ -23,6 +23,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "register"): ("gatewayd.sim.register_cli", "simulated register on a pseudo-terminal"),
     ("sim", "printer"): ("gatewayd.sim.printer_cli", "simulated ESC/POS printer on a pty"),
     ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
+    ("firstboot",): ("gatewayd.firstboot", "import gatewayd.toml and secrets from /boot/firmware"),
+    ("doctor",): ("gatewayd.doctor", "check configuration, devices, storage and clock, with fixes"),
 }
 
 
