@@ -20,6 +20,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("run",): ("gatewayd.daemon_cli", "run the daemon (systemd runs this)"),
     ("status",): ("gatewayd.status_cli", "show registers, days and postings"),
     ("decode",): ("gatewayd.decode_cli", "decode a journal file to JSON with day checks"),
+    ("plan",): ("gatewayd.plan_cli", "print what a journal's days will post to freee, as JSON"),
     ("sim", "register"): ("gatewayd.sim.register_cli", "simulated register on a pseudo-terminal"),
     ("sim", "printer"): ("gatewayd.sim.printer_cli", "simulated ESC/POS printer on a pty"),
     ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
