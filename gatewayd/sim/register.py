@@ -309,6 +309,8 @@ class RegisterSimulator:
         self.committed = 0
         self._freed_upto = 0
         self.events: list[tuple[float, tuple[object, ...]]] = []
+        self.received: list[Frame] = []  # every well-formed request, in arrival order
+        self.retry_memory = RETRY_MEMORY
         self.day_interval = day_interval
         self._next_reveal: float | None = None
         self._last_key: tuple[int, str, bytes] | None = None
@@ -584,7 +586,7 @@ class RegisterSimulator:
     def _on_event(self, link: SimLink, event: object, decoder: FrameDecoder) -> None:
         if isinstance(event, Control):  # only NAK reaches here (SYN is skipped)
             now = time.monotonic()
-            if self._last_response is not None and now - self._answered_at < RETRY_MEMORY:
+            if self._last_response is not None and now - self._answered_at < self.retry_memory:
                 self._log("NAK-recv")
                 self._send(link, self._last_response)
             return
@@ -595,6 +597,7 @@ class RegisterSimulator:
         if self._take("ignore_requests"):
             self._log("ignored", event.cmd)
             return
+        self.received.append(event)
         if self._take("corrupt_requests"):
             self._log("NAK-sent", "injected damage")
             self._send(link, bytes([NAK]), frame=False)
@@ -607,7 +610,7 @@ class RegisterSimulator:
         if (
             key == self._last_key
             and self._last_response is not None
-            and now - self._answered_at < RETRY_MEMORY
+            and now - self._answered_at < self.retry_memory
         ):
             self._log("retry", event.cmd, event.seq)
             response = self._last_response
