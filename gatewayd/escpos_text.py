@@ -120,6 +120,7 @@ def tokenize(buf: bytes) -> tuple[list[Token], int]:
 
     A command cut off at the end of ``buf`` is not consumed: call again with more bytes.
     """
+    buf = bytes(buf)
     tokens: list[Token] = []
     i = 0
     text_start = 0

@@ -2,7 +2,7 @@
 
 Pure: ``SlipContent`` in, ESC/POS bytes out. Text is Japanese in CP932 with the Shift JIS
 code system and Kanji mode switched on explicitly (``FS C 1`` + ``FS &``, cancelled with
-``FS .`` at the end), because python-escpos 3.1 has no Kanji support: its ``text()`` would
+``FS .`` before the final cut), because python-escpos 3.1 has no Kanji support: its ``text()`` would
 send the characters through single-byte code pages. ``ESC R 8`` (Japan) makes 5Ch print as ¥.
 Column widths are counted in CP932 bytes, which on a Japanese printer is exactly the printed
 width (double-byte = full-width, single byte = half-width).
@@ -198,7 +198,7 @@ class _Writer:
         self.line(two_columns("  " + label, value, self.columns))
 
     def finish(self) -> bytes:
-        self.out += FEED_AND_CUT + KANJI_OFF
+        self.out += KANJI_OFF + FEED_AND_CUT
         return bytes(self.out)
 
 
