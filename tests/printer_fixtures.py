@@ -11,7 +11,6 @@ from datetime import date, datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 import usb.backend
 import usb.core
 
@@ -143,8 +142,8 @@ class FakePrinterBackend(usb.backend.IBackend):  # type: ignore[misc]
         return size
 
 
-@pytest.fixture
-def pty_printer() -> Iterator[PtyPrinterSimulator]:
+def running_pty_printer() -> Iterator[PtyPrinterSimulator]:
+    """Body of each test module's ``pty_printer`` fixture: a simulator on a pty."""
     with PtyPrinterSimulator() as sim:
         yield sim
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from printer_fixtures import pty_printer, sample_content, serial_settings  # noqa: F401
+from printer_fixtures import running_pty_printer, sample_content, serial_settings
 
 from gatewayd.drivers.escpos_status import PrinterCondition
 from gatewayd.drivers.printer import PrinterMonitor, StateChange
@@ -18,6 +18,11 @@ from gatewayd.escpos_text import decode
 from gatewayd.sim.printer import PtyPrinterSimulator
 from gatewayd.slip import SlipStatus, render_slip
 from gatewayd.store.slips import SlipQueue
+
+
+@pytest.fixture
+def pty_printer() -> Iterator[PtyPrinterSimulator]:
+    yield from running_pty_printer()
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
-from printer_fixtures import pty_printer, serial_settings  # noqa: F401  (fixture)
+from printer_fixtures import running_pty_printer, serial_settings
 
 from gatewayd.drivers.escpos_status import (
     SILENT,
@@ -20,6 +21,11 @@ from gatewayd.drivers.escpos_status import (
 from gatewayd.drivers.printer import PrinterDriver, SerialLink
 from gatewayd.errors import PrinterUnavailable
 from gatewayd.sim.printer import PtyPrinterSimulator, SimState, status_byte
+
+
+@pytest.fixture
+def pty_printer() -> Iterator[PtyPrinterSimulator]:
+    yield from running_pty_printer()
 
 
 def test_fixed_bits_reject_non_status_bytes() -> None:

@@ -126,8 +126,8 @@ def test_qr_code_bytes_are_native_gs_k() -> None:
 @pytest.mark.parametrize("cut", [1, 5, 17, 100])
 def test_tokenizer_waits_for_a_command_cut_in_two(cut: int) -> None:
     data = render_slip(sample_content())
-    first, used = tokenize(data[:cut])
-    rest, used2 = tokenize(data[used:])
+    _, used = tokenize(data[:cut])
+    _, used2 = tokenize(data[used:])
     assert used + used2 == len(data)
 
 
