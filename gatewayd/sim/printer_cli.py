@@ -102,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
     def show_job(job: bytes) -> None:
         text = decode(job, columns=columns).text
         with lock:
-            print(text, flush=True)
-            if output is not None:
+            if output is not None:  # the file first: whoever reads stdout may look at it
                 with output.open("a", encoding="utf-8") as handle:
                     handle.write(text + "\n")
+            print(text, flush=True)
 
     printer = SimPrinter(initial_state(args.state, args.drawer_level), on_job=show_job)
     done = threading.Event()
