@@ -13,10 +13,10 @@ from gatewayd.cli import main
 ZERO_METHODS = "CASH=0;CREDIT=0;EMONEY=0;QR=0;GIFT=0;POINT=0;OTHER=0"
 
 
-def journal(*rows: str) -> bytes:
+def journal(*rows: str, start: int = 1) -> bytes:
     """Rows with fields separated by spaces (no field holds a space here) → CP932 lines."""
     out = []
-    for i, row in enumerate(rows, start=1):
+    for i, row in enumerate(rows, start=start):
         out.append("\t".join([str(i), *row.split(" ")]))
     return ("\n".join(out) + "\n").encode("cp932")
 
@@ -363,3 +363,20 @@ def test_missing_journal_is_a_clear_error(
     code = main(["plan", str(tmp_path / "nope.txt"), "--store", "1", "--terminal", "1"])
     assert code == 2
     assert "cannot read the journal" in capsys.readouterr().err
+
+
+def test_file_starting_inside_a_day(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first records belong to a day whose O is not in the file: its close is held."""
+    path = tmp_path / "tail.txt"
+    tail = DAY1[-3:]  # M, C, Z of day 1, numbered 15-17 as in the full journal
+    nxt = [r.replace(" FIRST", " 18") for r in day("20250111", 2, 250)]
+    path.write_bytes(journal(*tail, *nxt, start=15))
+    assert main(["plan", str(path), "--store", "0001", "--terminal", "01"]) == 0
+    first, second = output(capsys)
+    assert (first["business_date"], first["status"], first["reason"]) == (
+        "2025-01-10",
+        "held",
+        "records not in this file",
+    )
+    assert first["totals"]["gross"] == 1640 and first["totals"]["tax"] is None
+    assert (second["business_date"], second["status"]) == ("2025-01-11", "ready")
