@@ -173,3 +173,39 @@ def test_parsed_dash_fields_read_as_empty_text() -> None:
     assert m1.details[0].description == "R5"
     assert m2.transfer is not None and m2.transfer.from_walletable == "金庫"
     assert m2.transfer.description == "- POS-0001-01-20250110-M2"
+
+
+def test_held_day_plan_keeps_totals_and_configured_granularity() -> None:
+    from gatewayd.sync.mapping import held_day_plan
+
+    b = DayBuilder()
+    b.receipt([(TaxClass.STANDARD, 1100, 100)], [(Method.CREDIT, 1100)])
+    b.receipt([(TaxClass.STANDARD, 500, 45)], [(Method.CASH, 500)], "TRAINING")
+    b.movement("IN", 100)
+    p = held_day_plan(
+        b.build(), "0001", "01", mapping(granularity="day"), "check 3: Z gross_total 1 ≠ 1100"
+    )
+    assert p.to_json() == {
+        "store_code": "0001",
+        "terminal_no": "01",
+        "business_date": "2025-01-10",
+        "close_no": 1,
+        "status": "held",
+        "reason": "check 3: Z gross_total 1 ≠ 1100",
+        "granularity": "day",
+        "totals": {
+            "gross": 1100,
+            "tax": 100,
+            "by_class": {"10": 1100, "8R": 0, "0": 0, "EX": 0},
+            "by_method": {
+                "CASH": 0,
+                "CREDIT": 1100,
+                "EMONEY": 0,
+                "QR": 0,
+                "GIFT": 0,
+                "POINT": 0,
+                "OTHER": 0,
+            },
+        },
+        "postings": [],
+    }

@@ -17,16 +17,10 @@ from gatewayd.protocol.records import (
     BusinessDay,
     Close,
     Direction,
-    Kind,
     Method,
     Movement,
-    Payment,
-    ReceiptTax,
-    Record,
     TaxClass,
     Transaction,
-    TransactionEnd,
-    TransactionStart,
 )
 from gatewayd.sync.mapping_settings import MappingSettings
 from gatewayd.sync.plan import (
@@ -154,33 +148,6 @@ def day_totals(day: BusinessDay) -> DayTotals:
         if tx.end is not None:
             gross += tx.end.total
             tax += tx.end.tax_total
-    return DayTotals(gross=gross, tax=tax, by_class=by_class, by_method=by_method)
-
-
-def records_totals(records: Iterable[Record]) -> DayTotals:
-    """The same sums over raw records (for a held day that could not be assembled).
-
-    An X, P or E counts unless the last T with its receipt_no is a TRAINING one.
-    """
-    kinds: dict[int, Kind] = {}
-    by_class = _zero_classes()
-    by_method = _zero_methods()
-    gross = tax = 0
-    for rec in records:
-        if isinstance(rec, TransactionStart):
-            kinds[rec.receipt_no] = rec.kind
-            continue
-        if not isinstance(rec, ReceiptTax | Payment | TransactionEnd):
-            continue
-        if kinds.get(rec.receipt_no) is Kind.TRAINING:
-            continue
-        if isinstance(rec, ReceiptTax):
-            by_class[rec.tax_class] += rec.gross
-        elif isinstance(rec, Payment):
-            by_method[rec.method] += rec.amount
-        else:
-            gross += rec.total
-            tax += rec.tax_total
     return DayTotals(gross=gross, tax=tax, by_class=by_class, by_method=by_method)
 
 
