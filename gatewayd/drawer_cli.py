@@ -1,9 +1,10 @@
 """``gatewayd drawer kick``: open the cash drawer now (ESC p on the receipt printer).
 
 The only way besides the status page that the gateway opens the drawer: an explicit command.
-It opens the printer itself, sends the kick and closes; the daemon's monitor keeps its own
-link (the port is not locked exclusively, and the kick needs no status reply, so the two do
-not take each other's answers).
+It opens the printer itself, checks that it answers online (a kick buffered by a printer that
+is out of paper would open the drawer later, unasked), sends the kick and closes. The daemon
+keeps its own link; the port is not locked exclusively so this works while it runs (each side
+retries a status reply the other one took).
 """
 
 from __future__ import annotations

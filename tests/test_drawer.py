@@ -20,6 +20,7 @@ from gatewayd.drivers.drawer import (
 )
 from gatewayd.drivers.printer import PrinterMonitor, calibrate_drawer_on
 from gatewayd.drivers.printer_settings import DrawerSettings, PinLevel
+from gatewayd.errors import PrinterUnavailable
 from gatewayd.sim.printer import PtyPrinterSimulator
 
 
@@ -153,6 +154,23 @@ def test_kick_only_on_command(pty_printer: PtyPrinterSimulator) -> None:
     assert len(sim.kicks) == 1
 
 
+@pytest.mark.parametrize("state", [{"paper_out": True}, {"cover_open": True},
+                                   {"silent": True}])
+def test_kick_refused_when_the_printer_cannot_take_it(pty_printer: PtyPrinterSimulator,
+                                                      state: dict[str, bool]) -> None:
+    """A kick left in the buffer of an offline printer would open the drawer later."""
+    sim = pty_printer.printer
+    sim.set(**state)
+    monitor = PrinterMonitor(serial_settings(pty_printer), DrawerSettings())
+    try:
+        with pytest.raises(PrinterUnavailable) as caught:
+            monitor.kick_drawer()
+        assert "ドロワーを開けられません" in caught.value.staff_message
+    finally:
+        monitor.stop()
+    assert sim.kicks == [] and b"\x1bp" not in sim.lost
+
+
 def _config(tmp_path: Path, printer_table: str) -> Path:
     path = tmp_path / "gatewayd.toml"
     path.write_text(
@@ -171,6 +189,16 @@ def test_drawer_kick_command(pty_printer: PtyPrinterSimulator, tmp_path: Path,
     assert sim.wait_for(lambda s: len(s.kicks) == 1, 2.0)
     assert (sim.kicks[0].pin, sim.kicks[0].on_ms) == (5, 120)
     assert "ドロワーを開く信号を送りました" in capsys.readouterr().out
+
+
+def test_drawer_kick_command_refused_when_paper_out(pty_printer: PtyPrinterSimulator,
+                                                    tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pty_printer.printer.set(paper_out=True)
+    config = _config(tmp_path, f'[printer]\ndevice = "{pty_printer.port}"\n')
+    assert cli.main(["drawer", "kick", "--config", str(config)]) == 2
+    assert "ドロワーを開けられません" in capsys.readouterr().err
+    assert pty_printer.printer.kicks == []
 
 
 def test_drawer_kick_without_printer_is_a_config_error(tmp_path: Path,

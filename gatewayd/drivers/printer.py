@@ -586,11 +586,19 @@ class PrinterMonitor:
             self.wake()
         return added
 
-    def kick_drawer(self) -> None:
-        """Open the drawer: ESC p. Only ever called on an explicit staff command."""
+    def kick_drawer(self) -> PrinterStatus:
+        """Open the drawer: ESC p. Only ever called on an explicit staff command.
+
+        Refused (``PrinterUnavailable``) unless the printer answers online: a kick sent to
+        a printer that is out of paper or has its cover open would wait in its buffer and
+        open the drawer later, when nobody asked for it.
+        """
         with self._io_lock:
-            self._driver.write(kick_command(self.drawer_settings))
+            status = self._driver.poll()
+            self._record(status)
+            _kick(self._driver, self.drawer_settings, status)
         _LOG.info("drawer kicked on command (pin %d)", self.drawer_settings.kick_pin)
+        return status
 
     def snapshot(self) -> PrinterSnapshot:
         counts = self.queue.counts() if self.queue is not None else None
@@ -613,15 +621,25 @@ class PrinterMonitor:
 
 # --- one-shot helpers for commands ----------------------------------------------------------
 
+def _kick(driver: PrinterDriver, drawer: DrawerSettings, status: PrinterStatus) -> None:
+    if not status.online:
+        raise PrinterUnavailable(
+            f"drawer kick refused: printer {status.describe()}",
+            staff_message="プリンターが使えない状態のため、ドロワーを開けられません。"
+            + status.staff_message)
+    driver.write(kick_command(drawer))
+
+
 def kick_once(printer: PrinterSettings, drawer: DrawerSettings, *,
-              link_factory: LinkFactory = open_link) -> None:
-    """Open the printer, send the kick, close (``gatewayd drawer kick``)."""
-    link = link_factory(printer)
+              link_factory: LinkFactory = open_link) -> PrinterStatus:
+    """Open the printer, check it is online, send the kick, close (``gatewayd drawer kick``)."""
+    driver = PrinterDriver(printer, link_factory=link_factory)
     try:
-        link.write(kick_command(drawer))
-        link.wait_sent(2.0)
+        status = driver.poll()
+        _kick(driver, drawer, status)
+        return status
     finally:
-        link.close()
+        driver.close()
 
 
 def read_status_once(printer: PrinterSettings, *, link_factory: LinkFactory = open_link
