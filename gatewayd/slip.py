@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Protocol
 
 from gatewayd.protocol.records import METHOD_ORDER, TAX_CLASS_ORDER, Method, TaxClass
 
@@ -45,6 +46,19 @@ CLASS_LABELS: dict[TaxClass, str] = {
 _WEEKDAYS = "月火水木金土日"
 
 
+class DayTotalsLike(Protocol):
+    """What ``gatewayd.sync.plan.DayTotals`` has (kept structural: no import of sync)."""
+
+    @property
+    def gross(self) -> int: ...
+    @property
+    def tax(self) -> int | None: ...
+    @property
+    def by_class(self) -> Mapping[TaxClass, int]: ...
+    @property
+    def by_method(self) -> Mapping[Method, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SlipContent:
     """Everything printed on one close slip.
@@ -68,6 +82,19 @@ class SlipContent:
     status_url: str | None = None
     close_no: int = 1
     made_at: datetime | None = None
+
+    @classmethod
+    def from_totals(cls, totals: DayTotalsLike, *, store_name: str, store_code: str,
+                    terminal: str, business_date: date, status: SlipStatus,
+                    close_no: int = 1, reason: str | None = None, action: str | None = None,
+                    status_url: str | None = None, made_at: datetime | None = None
+                    ) -> SlipContent:
+        """Build from a day plan's totals (``DayPlan.totals``)."""
+        return cls(store_name=store_name, store_code=store_code, terminal=terminal,
+                   business_date=business_date, method_totals=dict(totals.by_method),
+                   class_totals=dict(totals.by_class), gross=totals.gross, tax=totals.tax,
+                   status=status, reason=reason, action=action, status_url=status_url,
+                   close_no=close_no, made_at=made_at)
 
     @property
     def key(self) -> str:

@@ -9,6 +9,7 @@ from gatewayd.escpos_text import decode, display_width, tokenize
 from gatewayd.slip import (
     KANJI_ON,
     KANJI_SHIFT_JIS,
+    SlipContent,
     SlipStatus,
     encode_text,
     qr_code,
@@ -138,3 +139,21 @@ def test_decoder_notes_kicks_images_and_jis_kanji() -> None:
     assert [(k.pin, k.on_ms) for k in out.kicks] == [(2, 100)]
     assert out.images == 1
     assert "締め" in out.text
+
+
+def test_content_from_a_day_plans_totals() -> None:
+    from datetime import date
+
+    from gatewayd.protocol.records import Method, TaxClass
+    from gatewayd.sync.plan import DayTotals
+
+    totals = DayTotals(gross=1100, tax=100, by_class={TaxClass.STANDARD: 1100},
+                       by_method={Method.CASH: 1100})
+    content = SlipContent.from_totals(totals, store_name="本店", store_code="0002",
+                                      terminal="03", business_date=date(2025, 2, 1),
+                                      status=SlipStatus.SENT, close_no=1)
+    assert content.key == "0002/03/2025-02-01/1/sent"
+    assert content.title == "2025-02-01 送信済"
+    text = decode(render_slip(content)).text
+    assert _line_with(text, "現金").endswith("¥1,100")
+    assert _line_with(text, "うち消費税").endswith("¥100")
