@@ -101,3 +101,61 @@ def find(lines: list[str], record_type: str, nth: int = 0) -> int:
 
 def as_bytes(lines: list[str]) -> bytes:
     return b"".join(line.encode("cp932") + b"\n" for line in lines)
+
+
+def recompute_close(lines: list[str]) -> list[str]:
+    """Rewrite the C and Z of one day (its lines, O first) so they agree with its records.
+
+    Written independently of gatewayd.protocol.days: sums by plain field arithmetic,
+    TRAINING receipts excluded, so a test can break one receipt rule and expect only that.
+    """
+    kinds: dict[str, str] = {}
+    count = gross = cash = m_in = m_out = 0
+    by_class = {"10": 0, "8R": 0, "0": 0, "EX": 0}
+    by_method = {k: 0 for k in ("CASH", "CREDIT", "EMONEY", "QR", "GIFT", "POINT", "OTHER")}
+    opening = 0
+    for line in lines:
+        f = line.split("\t")
+        kind = f[1]
+        if kind == "O":
+            opening = int(f[5])
+        elif kind == "T":
+            kinds[f[2]] = f[3]
+            count += f[3] != "TRAINING"
+        elif kind in "XPE" and kinds.get(f[2]) == "TRAINING":
+            continue
+        elif kind == "X":
+            by_class[f[3]] += int(f[6])
+        elif kind == "P":
+            by_method[f[3]] += int(f[6])
+            cash += int(f[6]) if f[3] == "CASH" else 0
+        elif kind == "E":
+            gross += int(f[3])
+        elif kind == "M":
+            if f[3] == "IN":
+                m_in += int(f[6])
+            else:
+                m_out += int(f[6])
+    expected = opening + cash + m_in - m_out
+    out = []
+    for line in lines:
+        f = line.split("\t")
+        if f[1] == "C":
+            f[2], f[3], f[4] = str(expected), str(expected), "0"
+        elif f[1] == "Z" and f[3] == "1":
+            f[5], f[6] = str(count), str(gross)
+            f[7] = ";".join(f"{k}={v}" for k, v in by_class.items())
+            f[8] = ";".join(f"{k}={v}" for k, v in by_method.items())
+            f[9] = f"IN={m_in};OUT={m_out}"
+            f[10] = "0"
+        out.append("\t".join(f))
+    return out
+
+
+def replace_records(lines: list[str], number: int, new: list[str], count: int = 1) -> list[str]:
+    """Replace ``count`` records from record ``number`` by ``new`` (record-less lines: type
+    first), then renumber everything from the first line's number."""
+    first = int(lines[0].split("\t")[0])
+    index = next(i for i, ln in enumerate(lines) if ln.split("\t")[0] == str(number))
+    body = [f"0\t{x}" for x in new]
+    return renumber(lines[:index] + body + lines[index + count:], first)

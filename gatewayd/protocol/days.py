@@ -361,6 +361,10 @@ def _names(numbers: Iterable[int]) -> str:
     return "records " + ", ".join(parts)
 
 
+def _stand(numbers: list[int]) -> str:
+    return "stands" if len(numbers) == 1 else "stand"
+
+
 def _fail(check: str, text: str, records: Iterable[int]) -> Failure:
     nums = tuple(sorted(set(records)))
     suffix = f" ({_names(nums)})" if nums else ""
@@ -491,13 +495,13 @@ class _Analyzer:
             if prev is not None and n != prev + 1:
                 self.breaks.append(SequenceBreak(prev, n))
                 if n > prev + 1:
-                    missing = (f"record {prev + 1}" if n == prev + 2
-                               else f"records {prev + 1}–{n - 1}")
-                    seq_fail = _fail(CHECK_1, f"record {n} follows record {prev} "
-                                              f"({missing} missing)", (prev, n) if prev else (n,))
+                    missing = (f"record {prev + 1} is" if n == prev + 2
+                               else f"records {prev + 1}–{n - 1} are")
+                    seq_fail = _fail(CHECK_1, f"{missing} missing",
+                                     (prev, n) if prev else (n,))
                 else:
-                    seq_fail = _fail(CHECK_1, f"record {n} follows record {prev} "
-                                              "(numbers must grow by exactly 1)", (prev, n))
+                    seq_fail = _fail(CHECK_1, f"record {n} comes after record {prev}, numbers "
+                                              "must grow by 1", (prev, n))
             prev = n
             if letter == "Z":
                 close_no = _close_no_of(e)
@@ -569,11 +573,9 @@ class _Analyzer:
     def _strays_before(self, day: _DayBuild, open_no: int, last_close_no: int | None) -> None:
         run = self._stray_run
         if run:
-            where = (f"the close (record {last_close_no})" if last_close_no is not None
-                     else "the previous close")
-            day.check1.append(_fail(CHECK_1, f"{_names(run)} stand between {where} and the "
-                                             f"next open (record {open_no})",
-                                    [*run, open_no]))
+            names = [*run, open_no] + ([last_close_no] if last_close_no is not None else [])
+            day.check1.append(_fail(CHECK_1, f"{_names(run)} {_stand(run)} between a close and "
+                                             "the next open", names))
             self._stray_run = []
 
     def _closed_day(self, day: _DayBuild, zdate: date | None, z_no: int) -> None:
@@ -635,8 +637,9 @@ class _Analyzer:
     def _pending_strays(self) -> list[Failure]:
         if not self._stray_run:
             return []
-        return [_fail(CHECK_1, f"{_names(self._stray_run)} stand between a close and the next "
-                               "open", self._stray_run)]
+        run = self._stray_run
+        return [_fail(CHECK_1, f"{_names(run)} {_stand(run)} between a close and the next open",
+                      run)]
 
     def _reclose_result(self, r: _RecloseBuild) -> RecloseResult:
         entry = self.entries[r.index]
@@ -702,7 +705,7 @@ class _Analyzer:
         if d.unfinished:
             assert d.next_open_no is not None
             failures.append(_fail(CHECK_1, f"day opened at record {o_no} has no close before "
-                                           f"the next open (record {d.next_open_no})",
+                                           "the next open",
                                   (o_no, d.next_open_no)))
         sums = _Sums()
         for r in records:
@@ -1039,14 +1042,17 @@ def _entry(line: Line) -> Entry:
         if number is None:
             number = result.number
         elif result.number is not None and result.number != number:
+            kind = f" ({result.record_type})" if result.record_type else ""
             result = Malformed(number, result.record_type,
-                               f"record {number}: field 1 says {result.number}; "
+                               f"record {number}{kind}: field 1 says {result.number}; "
                                + result.message.split(": ", 1)[-1],
                                result.business_date, result.close_no, result.first_record_no)
         return Entry(number, raw, None, result)
     if number is not None and result.number != number:
-        bad = Malformed(number, _LETTER[type(result)],
-                        f"record {number}: field 1 (record number) says {result.number}")
+        letter = _LETTER[type(result)]
+        bad = Malformed(number, letter,
+                        f"record {number} ({letter}): field 1 (record number) says "
+                        f"{result.number}")
         return Entry(number, raw, None, bad)
     return Entry(result.number, raw, result, None)
 
