@@ -659,7 +659,8 @@ def test_malformed_reclose_holds_its_day_with_format() -> None:
 
 
 def test_date_named_by_a_reclose_counts_as_closed() -> None:
-    lines = [reclose_line(1, business_date=D2, first=5), *renumber(small_day(2, D2, receipt=4, movement=2), 2)]
+    day = renumber(small_day(2, D2, receipt=4, movement=2), 2)
+    lines = [reclose_line(1, business_date=D2, first=5), *day]
     analysis = analyze_journal(lines)
     assert analysis.recloses[0].status == "unmatched"
     assert analysis.days[0].reason == ("check 1: business date 2025-01-11 already closed by "
