@@ -22,6 +22,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("decode",): ("gatewayd.decode_cli", "decode a journal file to JSON with day checks"),
     ("plan",): ("gatewayd.plan_cli", "print what a journal's days will post to freee, as JSON"),
     ("sim", "register"): ("gatewayd.sim.register_cli", "simulated register on a pseudo-terminal"),
+    ("sim", "freee"): ("gatewayd.sim.freee.cli", "freee会計 API emulator on 127.0.0.1"),
     ("sim", "printer"): ("gatewayd.sim.printer_cli", "simulated ESC/POS printer on a pty"),
     ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
     ("firstboot",): ("gatewayd.firstboot", "import gatewayd.toml and secrets from /boot/firmware"),

@@ -1,0 +1,110 @@
+"""The emulator's state in one object: store, settings, clock, faults, response recorder.
+
+Every HTTP layer (API, OAuth, control, books) works on an ``Emulator``; the server module
+only wraps it in uvicorn.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from gatewayd.sim.freee.config import DEFAULT_CLIENT_NAME, Clock, EmulatorConfig
+from gatewayd.sim.freee.faults import FaultPlan, FaultRule
+from gatewayd.sim.freee.storage import Store
+
+# When set, every emulator of the process (and of child processes, which inherit the
+# environment) appends each API/token response to a JSONL file in this directory, for the
+# test suite's schema audit (gatewayd.sim.freee.testing).
+AUDIT_DIR_ENV = "GATEWAYD_FREEE_AUDIT_DIR"
+
+_instances = itertools.count(1)
+
+
+class ResponseRecorder:
+    """Appends one JSON line per response: method, path, operation, status, body."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"freee-emulator-{os.getpid()}-{next(_instances)}.jsonl"
+        self.path = self.directory / name
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def record(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, ensure_ascii=False)
+        with self._lock:
+            if self._file is not None:
+                self._file.write(line + "\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class Emulator:
+    """State and settings of one emulated freee (both hosts: accounts and api)."""
+
+    def __init__(
+        self,
+        state_path: str | Path,
+        config: EmulatorConfig | None = None,
+        *,
+        faults: list[FaultRule] | None = None,
+        fault_seed: int | None = None,
+        audit_dir: str | Path | None = None,
+    ) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = Clock()
+        self.store = Store(state_path, today=self.clock.today())
+        with self.store.transaction() as db:
+            existing = db.client(self.config.client_id)
+            db.upsert_client(
+                self.config.client_id,
+                self.config.client_secret,
+                DEFAULT_CLIENT_NAME,
+                existing["scopes"] if existing else self.config.client_scopes,
+            )
+        self.faults = FaultPlan(faults, fault_seed)
+        directory = audit_dir if audit_dir is not None else os.environ.get(AUDIT_DIR_ENV)
+        self.recorder = ResponseRecorder(directory) if directory else None
+        self.internal_errors: list[str] = []  # emulator bugs answered as freee's 500
+        self._windows: dict[tuple[str, int], collections.deque[float]] = {}
+        self._window_lock = threading.Lock()
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        self.store.close()
+
+    def reset(self, *, tokens: bool = False) -> None:
+        """Data back to the seed; counts, quota and faults cleared; tokens kept unless asked."""
+        self.store.reset(self.clock.today(), tokens=tokens)
+        self.faults.clear()
+        with self._window_lock:
+            self._windows.clear()
+
+    def within_rate(self, client_id: str, company_id: int) -> tuple[bool, str]:
+        """Sliding one-second window per app and company; (allowed, reset time)."""
+        limit = self.config.rate_per_second
+        now = self.clock.now()
+        reset = self.clock.iso(now + 1)
+        if not limit:
+            return True, reset
+        with self._window_lock:
+            window = self._windows.setdefault((client_id, company_id), collections.deque())
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= limit:
+                return False, self.clock.iso(window[0] + 1.0)
+            window.append(now)
+            return True, reset
