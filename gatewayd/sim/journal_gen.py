@@ -107,7 +107,10 @@ def _catalog() -> tuple[Item, ...]:
 
 CATALOG: tuple[Item, ...] = _catalog()
 _COMMON = tuple(i for i in CATALOG if i.tax_class in (TaxClass.STANDARD, TaxClass.REDUCED))
+_FOOD = tuple(i for i in CATALOG if i.tax_class is TaxClass.REDUCED)
+_GOODS = tuple(i for i in CATALOG if i.tax_class is TaxClass.STANDARD)
 _RARE = tuple(i for i in CATALOG if i.tax_class in (TaxClass.EXEMPT, TaxClass.OUT_OF_SCOPE))
+_RARE_WEIGHTS = (6, 3, 1, 2)  # stamps, revenue stamps, prepaid cards, donations
 
 BRANDS: dict[Method, tuple[str, ...]] = {
     Method.CASH: ("",),
@@ -276,7 +279,11 @@ class _Day:
         count = min(1 + int(rng.expovariate(0.45)), 12)
         lines: list[tuple[Item, Decimal, int, int]] = []
         for _ in range(count):
-            item = rng.choice(_RARE) if rng.random() < 0.03 else rng.choice(_COMMON)
+            roll = rng.random()
+            if roll < 0.03:
+                item = rng.choices(_RARE, weights=_RARE_WEIGHTS)[0]
+            else:
+                item = rng.choice(_FOOD if roll < 0.6 else _GOODS)
             if item.weighed:
                 qty = Decimal(rng.randint(120, 950)) / 1000
                 amount = int((qty * item.price).to_integral_value(ROUND_FLOOR))
@@ -433,7 +440,7 @@ class _Day:
 
 def _voidable(state: GeneratorState) -> list[_Sale]:
     return [s for s in state.history[-300:]
-            if s.kind is Kind.SALE and not s.voided and not s.returned]
+            if s.kind is Kind.SALE and not s.voided and not s.returned and s.total > 0]
 
 
 def _timeline(rng: random.Random, business_date: date, count: int) -> list[datetime]:
@@ -572,3 +579,60 @@ def generate_journal(seed: int, days: int, start: date, store_code: str = "0001"
         lines += generate_day(state, receipts_per_day, business_date=dates[index],
                               reclose_dates=inside)
     return lines
+
+
+# --- faults for tests and the simulator ------------------------------------------------------
+
+FAULT_CHECKS: dict[str, str] = {
+    "amount": "check 2",          # an L amount no longer sums to its X base
+    "drop": "check 1",            # a record inside a day is missing
+    "swap": "check 1",            # two neighbouring records change places, numbers and all
+    "duplicate_date": "check 1",  # the last day gets the date of the day before
+    "format": "format",           # a money field gets a leading zero
+}
+"""Each fault and the check whose failure comes first in the held day's reason."""
+
+
+def inject_fault(lines: Sequence[str], fault: str, seed: int = 0) -> list[str]:
+    """A copy of ``lines`` with one fault (FAULT_CHECKS) in a random place of a day.
+
+    ``duplicate_date`` needs two days; the others change the last day that has records
+    strictly between its O and its Z.
+    """
+    rng = random.Random(seed)
+    out = list(lines)
+    types = [ln.split("\t", 2)[1] for ln in out]
+    opens = [i for i, t in enumerate(types) if t == "O"]
+    if fault == "duplicate_date":
+        if len(opens) < 2:
+            raise ValueError("duplicate_date needs two days")
+        earlier = out[opens[-2]].split("\t")[2]
+        for i in range(opens[-1], len(out)):
+            f = out[i].split("\t")
+            if f[1] == "O" or (f[1] == "Z" and f[3] == "1"):
+                f[2] = earlier
+                out[i] = "\t".join(f)
+        return out
+    start = opens[-1]
+    end = next((i for i in range(start + 1, len(out)) if types[i] == "Z"), len(out))
+    inside = list(range(start + 1, end))
+    if not inside:
+        raise ValueError("no records inside the last day")
+    if fault == "amount":
+        index = rng.choice([i for i in inside if types[i] == "L"])
+        f = out[index].split("\t")
+        f[9] = str(int(f[9]) + 1)
+        out[index] = "\t".join(f)
+    elif fault == "drop":
+        del out[rng.choice(inside)]
+    elif fault == "swap":
+        index = rng.choice(inside[:-1] or inside)
+        out[index], out[index + 1] = out[index + 1], out[index]
+    elif fault == "format":
+        index = rng.choice([i for i in inside if types[i] in ("E", "C")])
+        f = out[index].split("\t")
+        f[-1] = "0" + f[-1].lstrip("-")
+        out[index] = "\t".join(f)
+    else:
+        raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULT_CHECKS)}")
+    return out
