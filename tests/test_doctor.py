@@ -187,8 +187,8 @@ def test_clock(tmp_path: Path) -> None:
 def test_disk_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = doctor.DoctorContext(tmp_path / "x.toml", None, None, tmp_path / "state", "gatewayd")
     for free, expected in ((10 << 20, "fail"), (100 << 20, "warn"), (1 << 30, "ok")):
-        usage = shutil._ntuple_diskusage(1 << 34, (1 << 34) - free, free)  # type: ignore[attr-defined]
-        monkeypatch.setattr(doctor.shutil, "disk_usage", lambda _p, u=usage: u)
+        usage = shutil._ntuple_diskusage(1 << 34, (1 << 34) - free, free)
+        monkeypatch.setattr(shutil, "disk_usage", lambda _p, u=usage: u)
         assert doctor.check_disk_space(ctx).status == expected
 
 

@@ -1,0 +1,189 @@
+"""install.sh into a scratch root prefix: twice (the second run changes nothing), uninstall."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALL = REPO / "install.sh"
+SECRET = "installer-test-secret-0123456789"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash missing")
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """A wheel of the checkout's gatewayd package, built offline (no build backend needed)."""
+    version = "0.1.0"
+    dist = f"gatewayd-{version}.dist-info"
+    files: dict[str, bytes] = {}
+    for path in sorted((REPO / "gatewayd").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            files[path.relative_to(REPO).as_posix()] = path.read_bytes()
+    files[f"{dist}/METADATA"] = (f"Metadata-Version: 2.1\nName: gatewayd\nVersion: {version}\n"
+                                 ).encode()
+    files[f"{dist}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: test_installer\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    files[f"{dist}/entry_points.txt"] = b"[console_scripts]\ngatewayd = gatewayd.cli:main\n"
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = out_dir / f"gatewayd-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2025, 1, 1, 0, 0, 0))
+            zf.writestr(info, data)
+    return wheel
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """A checksum listing of the prefix: path -> type, mode and content hash or link target."""
+    listing: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                listing[rel] = "link " + os.readlink(path)
+            elif stat.S_ISDIR(st.st_mode):
+                listing[rel] = f"dir {stat.S_IMODE(st.st_mode):o}"
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                listing[rel] = f"file {stat.S_IMODE(st.st_mode):o} {digest}"
+    return listing
+
+
+def run_installer(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True,
+                          env=env, timeout=240, check=False)
+    assert proc.returncode == 0, f"install.sh {args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_install_twice_then_uninstall(tmp_path: Path, wheel: Path) -> None:
+    if shutil.which("systemctl") is None:
+        pytest.skip("systemctl missing: cannot enable units in a prefix")
+    root = tmp_path / "root"
+    boot = root / "boot/firmware"
+    boot.mkdir(parents=True)
+    (boot / "config.txt").write_text("# pi\n")
+    (boot / "gatewayd.toml").write_text(
+        (REPO / "etc/gatewayd.toml").read_text()
+        + f'\n[freee]\nclient_id = "1"\nclient_secret = "{SECRET}"\n')
+    args = ("--root", str(root), "--wheel", str(wheel), "--pip-args", "--no-deps --no-index")
+
+    first = run_installer(*args)
+    assert "no changes" not in first.stdout
+
+    units = root / "etc/systemd/system"
+    for unit in ("gatewayd.service", "gatewayd-firstboot.service", "gatewayd-retry.timer"):
+        assert (units / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
+    assert os.readlink(units / "multi-user.target.wants/gatewayd.service") == \
+        "/etc/systemd/system/gatewayd.service"
+    assert (units / "timers.target.wants/gatewayd-retry.timer").is_symlink()
+    assert (root / "etc/udev/rules.d/99-gatewayd.rules").is_file()
+    assert "gatewayd:" in (root / "etc/passwd").read_text()
+    assert "dialout:" in (root / "etc/group").read_text()
+    assert stat.S_IMODE((root / "var/lib/gatewayd").stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "etc/credstore").stat().st_mode) == 0o700
+    gatewayd = root / "opt/gatewayd/venv/bin/gatewayd"
+    assert gatewayd.is_file()
+    # The boot partition's configuration was imported, its secret moved to the credstore.
+    conf = root / "etc/gatewayd/gatewayd.toml"
+    assert "[freee]" in conf.read_text() and SECRET not in conf.read_text()
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o640
+    assert (root / "etc/credstore/gatewayd.freee-client-secret").read_text() == SECRET
+    assert not (boot / "gatewayd.toml").exists()
+    assert all(SECRET.encode() not in p.read_bytes() for p in boot.iterdir())
+
+    before = snapshot(root)
+    second = run_installer(*args)
+    assert "install.sh: no changes" in second.stdout, second.stdout
+    assert snapshot(root) == before
+
+    # The installer's own configuration is kept on an update.
+    conf.write_text(conf.read_text() + "# edited by the installer\n")
+    third = run_installer(*args)
+    assert "no changes" in third.stdout and "edited by the installer" in conf.read_text()
+
+    removed = run_installer("--root", str(root), "--uninstall")
+    assert "no changes" not in removed.stdout
+    assert not (units / "gatewayd.service").exists()
+    assert not (units / "multi-user.target.wants/gatewayd.service").exists()
+    assert not (root / "opt/gatewayd").exists()
+    assert not (root / "etc/udev/rules.d/99-gatewayd.rules").exists()
+    assert (root / "var/lib/gatewayd").is_dir(), "uninstall must keep the state directory"
+    assert conf.is_file() and (root / "etc/credstore/gatewayd.freee-client-secret").is_file()
+    assert "no changes" in run_installer("--root", str(root), "--uninstall").stdout
+
+    run_installer("--root", str(root), "--uninstall", "--purge")
+    assert not (root / "var/lib/gatewayd").exists()
+    assert not (root / "etc/gatewayd").exists()
+    assert not (root / "etc/credstore").exists()
+
+
+CMDLINE = "console=serial0,115200 console=tty1 root=PARTUUID=abcd-02 rootfstype=ext4 rootwait\n"
+IMAGER_FIRSTRUN = """#!/bin/bash
+set +e
+/usr/lib/raspberrypi-sys-mods/imager_custom enable_ssh
+rm -f /boot/firstrun.sh
+sed -i 's| systemd.run.*||g' /boot/cmdline.txt
+exit 0
+"""
+
+
+def test_prepare_boot_partition_once(tmp_path: Path) -> None:
+    boot = tmp_path / "bootfs"
+    boot.mkdir()
+    (boot / "cmdline.txt").write_text(CMDLINE)
+    first = run_installer("--prepare-boot", str(boot))
+    assert "no changes" not in first.stdout
+    assert (boot / "gatewayd-installer/install.sh").is_file()
+    assert (boot / "gatewayd-installer/gatewayd/firstboot.py").is_file()
+    assert (boot / "gatewayd-installer/systemd/gatewayd.service").is_file()
+    cmdline = (boot / "cmdline.txt").read_text()
+    assert cmdline.count("systemd.run=") == 1 and cmdline.count("\n") == 1
+    assert cmdline.startswith(CMDLINE.strip() + " systemd.run=/boot/firmware/firstrun.sh")
+    assert "gatewayd-installer/bootstrap.sh" in (boot / "firstrun.sh").read_text()
+    subprocess.run(["bash", "-n", str(boot / "gatewayd-installer/bootstrap.sh")], check=True)
+    subprocess.run(["bash", "-n", str(boot / "firstrun.sh")], check=True)
+
+    before = snapshot(boot)
+    assert "no changes" in run_installer("--prepare-boot", str(boot)).stdout
+    assert snapshot(boot) == before
+
+
+def test_prepare_boot_hooks_into_imager_firstrun(tmp_path: Path) -> None:
+    boot = tmp_path / "bootfs"
+    boot.mkdir()
+    (boot / "cmdline.txt").write_text(
+        CMDLINE.strip() + " systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot"
+        " systemd.unit=kernel-command-line.target\n")
+    (boot / "firstrun.sh").write_text(IMAGER_FIRSTRUN)
+    run_installer("--prepare-boot", str(boot))
+    run_installer("--prepare-boot", str(boot))
+    lines = (boot / "firstrun.sh").read_text().splitlines()
+    hooks = [i for i, line in enumerate(lines) if "gatewayd-installer/bootstrap.sh" in line]
+    assert len(hooks) == 1
+    assert lines[hooks[0] + 1] == "rm -f /boot/firstrun.sh"  # before Imager removes itself
+    assert "enable_ssh" in lines[2]
+    assert (boot / "cmdline.txt").read_text().count("systemd.run=") == 1
