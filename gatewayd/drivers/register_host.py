@@ -250,6 +250,9 @@ class RegisterHost:
             except Exception as exc:  # a bug must not kill the register's thread
                 self.log.exception("unexpected error while polling")
                 self._error(exc, level=logging.DEBUG)
+                self.close()  # start afresh: reopen the port, S first
+                self._wait_backoff()
+                continue
             if self.counters.exchanges > answered:
                 self._backoff = self.config.backoff_initial
             self.stop_event.wait(self.config.poll_interval)

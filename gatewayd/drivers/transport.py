@@ -21,6 +21,13 @@ import serial
 
 from gatewayd.errors import ConfigError, PortError
 
+try:  # pyserial lets termios.error (not an OSError) escape from tcflush/tcsetattr
+    from termios import error as _TermiosError
+except ImportError:  # pragma: no cover - not POSIX
+    _TermiosError = OSError  # type: ignore[misc,assignment]
+
+_PORT_ERRORS = (serial.SerialException, OSError, _TermiosError)
+
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 DEFAULT_BAUDRATE = 115200
 _USB_PORT = re.compile(r"usb:([0-9A-Fa-f]{4}):([0-9A-Fa-f]{4})(?::(.+))?")
@@ -79,9 +86,9 @@ class SerialTransport:
         self._timeout: float | None = 0
         try:
             self._port = serial.serial_for_url(port, **options)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (*_PORT_ERRORS, ValueError) as exc:
             raise PortError(f"cannot open register port {port}: {exc}") from exc
-        with contextlib.suppress(serial.SerialException, OSError):
+        with contextlib.suppress(*_PORT_ERRORS):
             self._port.reset_input_buffer()
 
     def _set_timeout(self, timeout: float) -> None:
@@ -100,24 +107,24 @@ class SerialTransport:
                 self._set_timeout(0)
                 return bytes(first) + bytes(self._port.read(min(waiting, n - 1)))
             return bytes(first)
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise PortError(f"register port {self.name} read failed: {exc}") from exc
 
     def write(self, data: bytes) -> None:
         try:
             self._port.write(data)
             self._port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise PortError(f"register port {self.name} write failed: {exc}") from exc
 
     def reset_input(self) -> None:
         try:
             self._port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise PortError(f"register port {self.name} failed: {exc}") from exc
 
     def close(self) -> None:
-        with contextlib.suppress(serial.SerialException, OSError):
+        with contextlib.suppress(*_PORT_ERRORS):
             self._port.close()
 
 

@@ -317,6 +317,7 @@ class RegisterSimulator:
         self._last_response: bytes | None = None
         self._answered_at = 0.0
         self._stop = threading.Event()
+        self._serving_stop = self._stop
         self._thread: threading.Thread | None = None
         self.link: SimLink | None = None
         self.append(journal, reveal=visible_days is None)
@@ -545,6 +546,7 @@ class RegisterSimulator:
     def serve(self, link: SimLink, stop: threading.Event) -> None:
         """The register's receive loop (runs until ``stop`` is set)."""
         decoder = FrameDecoder(FrameKind.REQUEST)
+        self._serving_stop = stop
         last_rx = 0.0
         next_unplug = (
             time.monotonic() + self.faults.unplug_every if self.faults.unplug_every else None
@@ -633,7 +635,7 @@ class RegisterSimulator:
         while True:
             link.write(bytes([SYN]))
             left = end - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self._serving_stop.is_set():
                 break
             if link.read(min(SYN_EVERY, left)):
                 self._log("ignored-busy")
