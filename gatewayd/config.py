@@ -126,6 +126,7 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
         if top.has(name)
     }
     top.finish()
+    validate_parts(extra)
     return Settings(
         state_dir=state_dir,
         registers=registers,
@@ -134,6 +135,23 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
         source=source,
         extra=extra,
     )
+
+
+def validate_parts(extra: dict[str, Any]) -> None:
+    """Check the tables other parts own, so a wrong key stops the daemon at start.
+
+    The parts read their tables from ``Settings.extra`` with these same parsers; the imports
+    are here, not at the top, because those modules import this one.
+    """
+    from gatewayd.drivers.printer_settings import parse_device_tables
+    from gatewayd.sync.freee_settings import parse_freee
+    from gatewayd.sync.mapping_settings import parse_mapping
+    from gatewayd.web.settings import parse_web
+
+    parse_mapping(TableReader(extra.get("mapping", {}), "mapping"))
+    parse_freee(TableReader(extra.get("freee", {}), "freee"))
+    parse_web(TableReader(extra.get("web", {}), "web"))
+    parse_device_tables(extra)
 
 
 def load_settings(path: Path) -> Settings:

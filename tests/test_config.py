@@ -99,3 +99,25 @@ def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
 def test_relative_state_dir_is_relative_to_the_file(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, GOOD.replace('"/var/lib/gatewayd"', '"state"')))
     assert s.state_dir == (tmp_path / "state").resolve()
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('[mapping]\ngranularity = "weekly"\n', "mapping.granularity"),
+        ('[printer]\ndevice = "/dev/usb/lp0"\nbogus = 1\n', "printer.bogus"),
+        ('[web]\nport = 70000\n', "web.port"),
+        ('[freee]\nbogus = "x"\n', "freee.bogus"),
+    ],
+)
+def test_tables_of_other_parts_are_checked_at_load(tmp_path: Path, table: str, key: str
+                                                   ) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, GOOD + "\n" + table))
+    assert info.value.key == key
+
+
+def test_annotated_example_is_valid() -> None:
+    example = Path(__file__).resolve().parent.parent / "etc" / "gatewayd.toml"
+    settings = load_settings(example)
+    assert settings.registers[0].store_code == "0001"
