@@ -463,19 +463,17 @@ def test_record_numbers() -> None:
 def test_split_journal_data() -> None:
     chunk = split_journal_data(5, b"5\tT\n6\tL\n7\tE\n")
     assert chunk.lines == (b"5\tT", b"6\tL", b"7\tE") and chunk.problem is None
-    assert chunk.last_no == 7
+    assert chunk.last_no == 7 and chunk.mismatched == ()
     partial = split_journal_data(5, b"5\tT\n6\tL")
     assert partial.lines == (b"5\tT",) and "partial" in (partial.problem or "")
-    wrong_start = split_journal_data(5, b"4\tT\n5\tL\n")
-    assert wrong_start.lines == () and "not 5" in (wrong_start.problem or "")
+    assert partial.last_no == 5
+    # records are placed by position; a field 1 that disagrees is kept and reported
     gap = split_journal_data(5, b"5\tT\n7\tL\n")
-    assert gap.lines == (b"5\tT",) and gap.problem
-    # a garbled number is kept at its place only when the next record pins it
-    pinned = split_journal_data(5, b"5\tT\nx\tL\n7\tE\n")
-    assert pinned.lines == (b"5\tT", b"x\tL", b"7\tE")
-    unpinned = split_journal_data(5, b"5\tT\nx\tL\n")
-    assert unpinned.lines == (b"5\tT",)
-    assert split_journal_data(9, b"").lines == ()
+    assert gap.lines == (b"5\tT", b"7\tL") and gap.mismatched == (6,)
+    garbled = split_journal_data(5, b"x\tT\n6\tL\n")
+    assert garbled.lines == (b"x\tT", b"6\tL") and garbled.mismatched == (5,)
+    empty = split_journal_data(9, b"")
+    assert empty.lines == () and empty.problem is None and empty.last_no == 8
 
 
 def test_pack_records() -> None:

@@ -119,6 +119,7 @@ class HostCounters:
     records_stored: int = 0
     commits: int = 0
     store_failures: int = 0
+    number_mismatches: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +453,11 @@ class RegisterHost:
         chunk = split_journal_data(first, response.data)
         if chunk.problem:
             self.log.warning("J %d: %s", first, chunk.problem)
+        if chunk.mismatched:
+            self.counters.number_mismatches += len(chunk.mismatched)
+            self.log.warning(
+                "J %d: records %s carry another number in field 1; kept at their place",
+                first, ", ".join(map(str, chunk.mismatched[:10])))
         if not chunk.lines:
             if chunk.problem:
                 raise FrameDataError(f"J {first}: {chunk.problem}")

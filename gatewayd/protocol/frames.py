@@ -509,15 +509,19 @@ def parse_status_info(data: bytes) -> StatusInfo:
 
 @dataclass(frozen=True, slots=True)
 class JournalChunk:
-    """The usable part of a ``J n`` response: whole records n, n+1, … (without their LF).
+    """The whole records of a ``J n`` response, placed at n, n+1, … (each without its LF).
 
-    ``problem`` says why the rest (if any) was not taken; the host asks again from
-    ``first_no + len(lines)``.
+    Records are placed by their position in the response, as the register numbers them,
+    not by their field 1: a record whose field 1 disagrees (a garbled number, a gap or a swap
+    in the register's journal) is kept at its place and listed in ``mismatched``, so that the
+    day checks can hold its day with the raw record kept. ``problem`` says why a trailing
+    partial record (no LF) was not taken; the host asks again from ``last_no + 1``.
     """
 
     first_no: int
     lines: tuple[bytes, ...]
     problem: str | None = None
+    mismatched: tuple[int, ...] = ()
 
     @property
     def last_no(self) -> int:
@@ -533,34 +537,19 @@ def record_number_field(line: bytes) -> int | None:
 
 
 def split_journal_data(first_no: int, data: bytes) -> JournalChunk:
-    """Split ``J first_no`` DATA into whole records placed at their numbers.
-
-    A record is taken when its field 1 is its number. A record whose field 1 is unreadable
-    is taken too, but only when the next record in the same response carries the next
-    number (it pins the place). A partial record (no final LF), a number out of sequence
-    or an unpinned unreadable record ends the chunk there.
-    """
-    lines: list[bytes] = []
+    """Split ``J first_no`` DATA into whole records (see ``JournalChunk``)."""
     parts = data.split(b"\n")
     whole, tail = parts[:-1], parts[-1]
-    problem: str | None = None
-    for index, line in enumerate(whole):
-        expected = first_no + len(lines)
-        number = record_number_field(line)
-        if number == expected:
-            lines.append(line)
-            continue
-        pinned = index + 1 < len(whole) and record_number_field(whole[index + 1]) == expected + 1
-        if number is None and pinned:
-            lines.append(line)
-            continue
-        head = line.split(b"\t", 1)[0][:20]
-        problem = f"record {expected}: field 1 is {head!r}, not {expected}"
-        break
-    else:
-        if tail:
-            problem = f"record {first_no + len(lines)}: partial record without LF"
-    return JournalChunk(first_no, tuple(lines), problem)
+    problem = (
+        f"record {first_no + len(whole)}: partial record of {len(tail)} bytes without LF"
+        if tail else None
+    )
+    mismatched = tuple(
+        first_no + index
+        for index, line in enumerate(whole)
+        if record_number_field(line) != first_no + index
+    )
+    return JournalChunk(first_no, tuple(whole), problem, mismatched)
 
 
 def pack_records(records: Sequence[bytes], limit: int = MAX_DATA) -> int:

@@ -2,7 +2,9 @@
 
 It serves a journal (record lines, ``str``, each beginning with its record number, no LF;
 sent as CP932) over a byte link — usually a pseudo-terminal whose slave side a host opens
-with pyserial, through a stable symlink — and follows register-link.md sections 2–4 exactly:
+with pyserial, through a stable symlink. Records are numbered by position from the first
+line's number, so a journal with a deliberate gap or swap in field 1 is served as a real
+register would send it. It follows register-link.md sections 2–4 exactly:
 S/J/K/C, the retry rule (same SEQ+CMD+DATA → previous response unchanged, forgotten 3 s after
 answering), requests arriving while busy ignored, NAK both ways, a partial frame followed by
 200 ms of silence discarded and answered with NAK, and never freeing uncommitted records.
@@ -16,7 +18,6 @@ check the order of ``("K", n)`` against the host's own commits.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import logging
@@ -301,7 +302,7 @@ class RegisterSimulator:
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._records: list[bytes] = []
-        self._numbers: list[int] = []
+        self._first_no = 1  # the number of _records[0]; records are numbered by position
         self._day_ends: list[int] = []  # index after each day-closing Z
         self._bdate_cache: tuple[int, date | None] = (-1, None)
         self._visible = 0
@@ -339,11 +340,12 @@ class RegisterSimulator:
                 if len(raw) + 1 > MAX_DATA or any(b in _FORBIDDEN for b in raw) or b"\n" in raw:
                     raise ValueError(f"journal line {len(self._records) + 1} cannot be sent: "
                                      f"{line[:40]!r}")
-                number = record_number_field(raw)
-                if number is None or (self._numbers and number <= self._numbers[-1]):
-                    number = (self._numbers[-1] if self._numbers else 0) + 1
+                if not self._records and self._limit == 0:
+                    # a journal may begin after older records the register already freed
+                    first = record_number_field(raw) or 1
+                    self._first_no = first
+                    self.committed = self._freed_upto = first - 1
                 self._records.append(raw)
-                self._numbers.append(number)
                 if _closes_day(raw):
                     self._day_ends.append(len(self._records))
                 added += 1
@@ -360,17 +362,17 @@ class RegisterSimulator:
             ends = [e for e in self._day_ends if e > self._limit]
             self._limit = ends[0] if ends else len(self._records)
             self._update_visible()
-            self._log("reveal", self._numbers[self._limit - 1])
+            self._log("reveal", self._first_no + self._limit - 1)
             return True
 
     def _update_visible(self) -> None:
-        committed_index = bisect.bisect_right(self._numbers, self.committed)
+        committed_index = self.committed - self._first_no + 1
         self._visible = min(self._limit, committed_index + self.capacity)
 
     @property
     def last_record_no(self) -> int:
         with self._lock:
-            return self._numbers[self._visible - 1] if self._visible else 0
+            return self._first_no + self._visible - 1
 
     @property
     def hidden(self) -> int:
@@ -419,8 +421,8 @@ class RegisterSimulator:
     def register_status(self, **refusal: bool) -> RegisterStatus:
         with self._lock:
             last = self.last_record_no
-            close_nos = [self._numbers[e - 1] for e in self._day_ends if e <= self._visible]
-            waiting = self._visible - bisect.bisect_right(self._numbers, self.committed)
+            close_nos = [self._first_no + e - 1 for e in self._day_ends if e <= self._visible]
+            waiting = last - self.committed
             return RegisterStatus(
                 day_open=self.business_date() is not None,
                 records_waiting=last > self.committed,
@@ -454,7 +456,7 @@ class RegisterSimulator:
                 self._log("J", n)
                 if n > self.last_record_no:
                     return b"", self.register_status()
-                start = bisect.bisect_left(self._numbers, n, 0, self._visible)
+                start = n - self._first_no
                 batch = self._records[start : min(self._visible, start + MAX_DATA // 2)]
                 count = pack_records(batch)
                 return b"".join(r + b"\n" for r in batch[:count]), self.register_status()
