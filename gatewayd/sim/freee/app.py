@@ -106,6 +106,7 @@ class FreeeFront:
             return
 
         messages: list[Message] = []
+        bug: str | None = None
 
         async def capture(message: Message) -> None:
             messages.append(message)
@@ -114,7 +115,8 @@ class FreeeFront:
             await self.app(scope, receive, capture)
         except Exception as exc:  # an emulator bug: answer as freee would, and say so
             log.exception("emulator failed on %s %s", method, path)
-            self.emu.internal_errors.append(f"{method} {path}: {exc!r}")
+            bug = f"{method} {path}: {exc!r}"
+            self.emu.internal_errors.append(bug)
             error = errors.internal_error()
             messages = [
                 {"type": "http.response.start", "status": 500,
@@ -138,7 +140,7 @@ class FreeeFront:
                 status = error.status
                 headers = [(b"content-type", b"application/json")]
                 body = json.dumps(error.body, ensure_ascii=False).encode()
-        await self._respond(send, scope, op, endpoint, request_id, status, headers, body)
+        await self._respond(send, scope, op, endpoint, request_id, status, headers, body, bug)
 
     async def _sleep(self, rules: list[FaultRule], kind: str) -> None:
         total = sum(r.ms for r in rules if r.kind == kind)
@@ -171,18 +173,21 @@ class FreeeFront:
     async def _respond(
         self, send: Send, scope: Scope, op: openapi.Operation | None, endpoint: str,
         request_id: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+        bug: str | None = None,
     ) -> None:
         headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+        # Counted and recorded before the answer leaves, so a client that has the answer
+        # also sees it in the counts and the audit.
+        self._count(endpoint, str(status))
+        self._record(scope, op, status, headers, body, request_id, bug)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        self._count(endpoint, str(status))
-        self._record(scope, op, status, headers, body, request_id)
 
     def _record(
         self, scope: Scope, op: openapi.Operation | None, status: int,
-        headers: list[tuple[bytes, bytes]], body: bytes, request_id: str,
+        headers: list[tuple[bytes, bytes]], body: bytes, request_id: str, bug: str | None,
     ) -> None:
         recorder = self.emu.recorder
         path: str = scope["path"]
@@ -204,4 +209,5 @@ class FreeeFront:
             "has_body": bool(body),
             "body": parsed,
             "request_id": request_id,
+            "emulator_error": bug,
         })

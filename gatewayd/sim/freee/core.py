@@ -7,6 +7,7 @@ only wraps it in uvicorn.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import json
 import os
@@ -64,6 +65,7 @@ class Emulator:
         audit_dir: str | Path | None = None,
     ) -> None:
         self.config = config or EmulatorConfig()
+        self._initial_config = dataclasses.replace(self.config)
         self.clock = Clock()
         self.store = Store(state_path, today=self.clock.today())
         with self.store.transaction() as db:
@@ -87,9 +89,15 @@ class Emulator:
         self.store.close()
 
     def reset(self, *, tokens: bool = False) -> None:
-        """Data back to the seed; counts, quota and faults cleared; tokens kept unless asked."""
+        """As if freshly started on a new state file: data back to the seed, counts, quota,
+        faults, clock offset, settings and the app's permissions back to their start values.
+        OAuth tokens are kept (so a linked client stays linked) unless ``tokens``."""
+        self.clock.advance(-self.clock.offset)
         self.store.reset(self.clock.today(), tokens=tokens)
         self.faults.clear()
+        self.config = dataclasses.replace(self._initial_config)
+        with self.store.transaction() as db:
+            db.set_client_scopes(self.config.client_id, self.config.client_scopes)
         with self._window_lock:
             self._windows.clear()
 

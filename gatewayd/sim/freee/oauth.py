@@ -257,14 +257,19 @@ def _token(emu: Emulator, request: Request, form: dict[str, str]) -> dict[str, A
     client_id, secret = _client_credentials(request, form)
     grant_type = form.get("grant_type", "")
     with emu.store.transaction() as db:
-        client = db.client(client_id)
-        if client is None or not secrets.compare_digest(client["client_secret"], secret):
-            raise errors.invalid_client()
-        if grant_type == "authorization_code":
-            return _exchange_code(emu, db, client_id, form)
-        if grant_type == "refresh_token":
-            return _refresh(emu, db, client_id, form)
-    raise errors.unsupported_grant_type()
+        # A refusal still commits what it burnt (a code tried once is used).
+        try:
+            client = db.client(client_id)
+            if client is None or not secrets.compare_digest(client["client_secret"], secret):
+                raise errors.invalid_client()
+            if grant_type == "authorization_code":
+                return _exchange_code(emu, db, client_id, form)
+            if grant_type == "refresh_token":
+                return _refresh(emu, db, client_id, form)
+            raise errors.unsupported_grant_type()
+        except errors.OAuthError as exc:
+            refusal = exc
+    raise refusal
 
 
 def _exchange_code(emu: Emulator, db: Db, client_id: str, form: dict[str, str]) -> dict[str, Any]:

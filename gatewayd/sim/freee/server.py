@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -51,7 +53,9 @@ HOST = "127.0.0.1"
 
 def bind_socket(port: int) -> socket.socket:
     """A listening socket on 127.0.0.1; port 0 picks a free one (never shared by accident)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (else 40 ms
+    # delayed-ACK stalls on every keep-alive request)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))
@@ -237,6 +241,18 @@ def authorize_url(
 _CODE_ON_PAGE = re.compile(r'id="authorization-code">([^<]+)<')
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every helper client: httpx builds a new one (~40 ms) per client
+    otherwise. The emulator speaks plain HTTP on loopback; TLS is never used."""
+    return ssl.create_default_context()
+
+
+@functools.cache
+def _http() -> httpx.Client:
+    return httpx.Client(follow_redirects=False, timeout=10, verify=tls_context())
+
+
 def obtain_code(
     base_url: str, *, client_id: str = DEFAULT_CLIENT_ID, redirect_uri: str = OOB_REDIRECT,
     company_id: int = seed.MAIN_COMPANY_ID, code_challenge: str | None = None,
@@ -245,13 +261,13 @@ def obtain_code(
     """Press the consent button (or use auto-approve) and return the authorization code."""
     url = authorize_url(base_url, client_id=client_id, redirect_uri=redirect_uri, state=state,
                         code_challenge=code_challenge, select_company=select_company)
-    with httpx.Client(follow_redirects=False, timeout=10) as http:
-        page = http.get(url)
-        if page.status_code == 200 and "authorization-code" not in page.text:
-            form = dict(parse_qs(urlsplit(url).query, keep_blank_values=True))
-            data = {k: v[0] for k, v in form.items()}
-            data.update({"action": "approve", "company_id": str(company_id)})
-            page = http.post(f"{base_url}/public_api/authorize", data=data)
+    http = _http()
+    page = http.get(url)
+    if page.status_code == 200 and "authorization-code" not in page.text:
+        form = dict(parse_qs(urlsplit(url).query, keep_blank_values=True))
+        data = {k: v[0] for k, v in form.items()}
+        data.update({"action": "approve", "company_id": str(company_id)})
+        page = http.post(f"{base_url}/public_api/authorize", data=data)
     if page.status_code in (302, 303):
         query = parse_qs(urlsplit(page.headers["location"]).query)
         if "code" not in query:
@@ -277,7 +293,7 @@ def obtain_tokens(
             "client_secret": client_secret, "code": code, "redirect_uri": redirect_uri}
     if verifier is not None:
         form["code_verifier"] = verifier
-    response = httpx.post(f"{base_url}/public_api/token", data=form, timeout=10)
+    response = _http().post(f"{base_url}/public_api/token", data=form)
     response.raise_for_status()
     return cast(dict[str, Any], response.json())
 
@@ -290,7 +306,8 @@ class ControlClient:
 
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/_emulator", timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url + "/_emulator", timeout=timeout,
+                                  verify=tls_context())
 
     def close(self) -> None:
         self._http.close()
