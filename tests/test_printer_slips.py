@@ -3,6 +3,7 @@ a slip waits through paper-out and prints once; an interrupted print is reprinte
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from printer_fixtures import running_pty_printer, sample_content, serial_settings
 
 from gatewayd.drivers.escpos_status import PrinterCondition
-from gatewayd.drivers.printer import PrinterMonitor, StateChange
+from gatewayd.drivers.printer import PrinterMonitor, StateChange, snapshot_lines
 from gatewayd.drivers.printer_settings import SlipSettings
 from gatewayd.escpos_text import decode
 from gatewayd.sim.printer import PtyPrinterSimulator
@@ -230,6 +231,10 @@ def test_monitor_thread_records_changes_and_stops(pty_printer: PtyPrinterSimulat
         assert snap.changes[0].at <= snap.changes[1].at and snap.since == snap.changes[-1].at
         assert [c.condition for c in changes] == conditions
         data = snap.to_dict()
+        assert json.loads(json.dumps(data, ensure_ascii=False)) == data
+        lines = snapshot_lines(data)
+        assert lines[0].startswith(f"printer serial {pty_printer.port}: ready")
+        assert "0 waiting" in lines[-1]
         assert data["condition"] == "ready" and data["slips"] == {
             "enabled": True, "pending": 0, "printed": 1, "failed": 0,
             "last_printed_at": data["slips"]["last_printed_at"]}  # type: ignore[index]

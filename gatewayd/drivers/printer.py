@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -481,11 +481,18 @@ class PrinterMonitor:
         """Stop the thread (after the current poll or print) and close the printer."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        with self._io_lock:
-            self._driver.close()
+        # A write may still be running (bounded by write_timeout): do not hang the shutdown.
+        if self._io_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            try:
+                self._driver.close()
+            finally:
+                self._io_lock.release()
+        else:
+            _LOG.warning("printer monitor: still writing at stop; the link is left to exit")
 
     def wake(self) -> None:
         """Poll now instead of at the end of the interval (e.g. a slip was queued)."""
@@ -617,6 +624,32 @@ class PrinterMonitor:
                 slips_enabled=self.slip_settings.enabled and self.queue is not None,
                 last_printed_at=counts.last_printed_at if counts else None,
             )
+
+
+def snapshot_lines(data: Mapping[str, Any]) -> list[str]:
+    """``PrinterSnapshot.to_dict()`` as text lines for ``gatewayd status``."""
+    lines = [f"printer {data.get('device', '-')}: {data.get('condition', '-')}"
+             f"  {data.get('staff_message', '')}"]
+    if data.get("since"):
+        lines.append(f"  since {data['since']}")
+    if data.get("last_error"):
+        lines.append(f"  last error: {data['last_error']}")
+    drawer = data.get("drawer") or {}
+    if isinstance(drawer, Mapping):
+        state = drawer.get("state", "-")
+        extra = "" if drawer.get("calibrated") else " (not calibrated: run gatewayd doctor)"
+        if drawer.get("alerting"):
+            extra += f"  OPEN TOO LONG since {drawer.get('open_since')}"
+        lines.append(f"  drawer: {state}{extra}")
+    slips = data.get("slips") or {}
+    if isinstance(slips, Mapping):
+        if not slips.get("enabled"):
+            lines.append("  close slips: off")
+        else:
+            lines.append(f"  close slips: {slips.get('pending', 0)} waiting, "
+                         f"{slips.get('failed', 0)} failed, last printed "
+                         f"{slips.get('last_printed_at') or '-'}")
+    return lines
 
 
 # --- one-shot helpers for commands ----------------------------------------------------------
