@@ -18,6 +18,7 @@ from gatewayd.errors import GatewayError
 # command words -> (module, one-line help). Order is the order of --help.
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("run",): ("gatewayd.daemon_cli", "run the daemon (systemd runs this)"),
+    ("demo",): ("gatewayd.demo", "the whole box with simulated register, printer and freee"),
     ("status",): ("gatewayd.status_cli", "show registers, days and postings"),
     ("decode",): ("gatewayd.decode_cli", "decode a journal file to JSON with day checks"),
     ("plan",): ("gatewayd.plan_cli", "print what a journal's days will post to freee, as JSON"),
@@ -27,6 +28,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
     ("firstboot",): ("gatewayd.firstboot", "import gatewayd.toml and secrets from /boot/firmware"),
     ("doctor",): ("gatewayd.doctor", "check configuration, devices, storage and clock, with fixes"),
+    ("passwd",): ("gatewayd.passwd_cli", "set the status page password (argon2 hash, mode 0600)"),
 }
 
 

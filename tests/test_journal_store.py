@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.errors import DiskFull, StoreCorrupt
-from gatewayd.store.journal import CloseRow, DayRow, JournalStore, record_number
+from gatewayd.store.journal import MIGRATIONS, CloseRow, DayRow, JournalStore, record_number
 
 REG = "0001-01"
 
@@ -33,7 +33,7 @@ def store(tmp_path: Path) -> JournalStore:
 def test_pragmas_are_durable(store: JournalStore) -> None:
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     # synchronous is per connection: check the store's own connection
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,37 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = (_schema_v1,)
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """Closes that await their slip (printed once the freee outcome is known)."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE notices (
+            register_id TEXT NOT NULL REFERENCES registers(register_id),
+            business_date TEXT NOT NULL,
+            close_no INTEGER NOT NULL,
+            last_status TEXT,
+            done INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (register_id, business_date, close_no)
+        )
+        """,
+    )
+
+
+MIGRATIONS = (_schema_v1, _schema_v2)
+
+NOTICE_DAYS = 14  # a close whose outcome is unknown this long gets no slip any more
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A close that awaits its slip; ``last_status`` is the result already printed."""
+
+    register_id: str
+    business_date: date
+    close_no: int
+    last_status: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +387,48 @@ class JournalStore:
             for r in rows
         ]
 
+    # --- slips awaiting the outcome of a close ---------------------------------------------
+
+    def add_notice(self, register_id: str, business_date: date, close_no: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO notices VALUES (?, ?, ?, NULL, 0, ?)",
+                (register_id, business_date.isoformat(), close_no, _now()),
+            )
+
+    def open_notices(self) -> list[Notice]:
+        """Closes whose final slip (送信済) is not printed yet, from the last few days."""
+        since = (datetime.now(UTC) - timedelta(days=NOTICE_DAYS)).isoformat(timespec="seconds")
+        rows = self._read(
+            "SELECT register_id, business_date, close_no, last_status FROM notices"
+            " WHERE done = 0 AND created_at >= ? ORDER BY created_at",
+            (since,),
+        )
+        return [_notice(r) for r in rows]
+
+    def close_notice(
+        self, register_id: str, business_date: date, close_no: int, status: str
+    ) -> None:
+        """Record the printed result; a 送信済 slip ends the watch, a 保留 one keeps it."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE notices SET last_status = ?, done = ? WHERE register_id = ?"
+                " AND business_date = ? AND close_no = ?",
+                (
+                    status,
+                    1 if status == "sent" else 0,
+                    register_id,
+                    business_date.isoformat(),
+                    close_no,
+                ),
+            )
+
+
+def _notice(r: Any) -> Notice:
+    return Notice(
+        str(r[0]), date.fromisoformat(str(r[1])), int(r[2]), None if r[3] is None else str(r[3])
+    )
+
 
 def _day_row(r: Any) -> DayRow:
     return DayRow(
@@ -373,4 +445,12 @@ def _day_row(r: Any) -> DayRow:
     )
 
 
-__all__ = ["CloseRow", "DayRow", "JournalStore", "StorageError", "StoreResult", "record_number"]
+__all__ = [
+    "CloseRow",
+    "DayRow",
+    "JournalStore",
+    "Notice",
+    "StorageError",
+    "StoreResult",
+    "record_number",
+]

@@ -1,0 +1,456 @@
+"""The daemon: wires the register hosts, the journal store, the freee sync, the printer and
+the status page together, and tells systemd how it is doing.
+
+Threads, one job each:
+- one ``RegisterHost`` per register (REGLINK/1 polling; stores records through its
+  ``RegisterIngest`` and sends ``K`` only after the commit);
+- the sync thread (``SyncService.step``: freee requests may take seconds);
+- the printer monitor (status polls, drawer watch, slip queue);
+- the web server (uvicorn);
+- the main loop (this module): assembles and checks days, queues close slips, writes the
+  status snapshot, sends ``STATUS=`` and gates the systemd watchdog on every thread's health.
+
+A part that fails to start (a printer that is absent) is reported and skipped, not fatal;
+only the store and the configuration are needed to run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from gatewayd import notify
+from gatewayd.config import RegisterSettings, Settings
+from gatewayd.drivers.printer import PrinterMonitor
+from gatewayd.drivers.printer_settings import device_settings_from
+from gatewayd.drivers.register_host import HostConfig, RegisterHost
+from gatewayd.errors import GatewayError
+from gatewayd.ingest import RegisterIngest, rebuild_day
+from gatewayd.protocol.records import BusinessDay
+from gatewayd.slip import SlipContent, SlipStatus
+from gatewayd.store.journal import JournalStore
+from gatewayd.store.slips import SlipQueue
+from gatewayd.store.snapshot import write_snapshot
+from gatewayd.sync.service import SyncService
+from gatewayd.web.model import DayStatus
+
+logger = logging.getLogger("gatewayd.daemon")
+
+SNAPSHOT_EVERY = 5.0
+LOOP_TICK = 0.5
+SYNC_STUCK_AFTER = 600.0  # a sync step longer than this means the thread hangs
+
+
+@dataclass
+class Heartbeat:
+    """A worker thread's last sign of life, for the watchdog gate."""
+
+    name: str
+    beat_at: float = field(default_factory=time.monotonic)
+    busy_since: float | None = None
+
+    def beat(self) -> None:
+        self.beat_at = time.monotonic()
+
+
+class _Listener:
+    """Fans the ingest's day news out to the sync and to the slip tracker."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def day_accepted(self, register: RegisterSettings, day: BusinessDay) -> None:
+        if self.gateway.sync is not None:
+            self.gateway.sync.day_accepted(register, day)
+        self.gateway.slips.expect(register, day.business_date, day.close_no)
+        self.gateway.wake_sync.set()
+
+    def day_held(self, register: RegisterSettings, business_date: date, reason: str) -> None:
+        if self.gateway.sync is not None:
+            self.gateway.sync.day_held(register, business_date, reason)
+        self.gateway.slips.expect(register, business_date, 1)
+
+    def reclose(self, register: RegisterSettings, business_date: date, close_no: int) -> None:
+        if self.gateway.sync is not None:
+            self.gateway.sync.reclose(register, business_date, close_no)
+        self.gateway.slips.expect(register, business_date, close_no)
+        self.gateway.wake_sync.set()
+
+
+class SlipTracker:
+    """Which closes still await their slip; a slip is queued once the outcome is known.
+
+    A close is "known" when the sync says its day is 送信済 or 保留. The expectation lives in
+    the journal store (``notices``), so a restart between the close and its outcome still
+    prints the slip; the slip queue's key (date, close, result) keeps it from printing twice.
+    """
+
+    def __init__(self, store: JournalStore) -> None:
+        self.store = store
+
+    def expect(self, register: RegisterSettings, business_date: date, close_no: int) -> None:
+        self.store.add_notice(register.register_id, business_date, close_no)
+
+
+class Gateway:
+    """Everything the daemon runs. ``start()``, then ``run()`` until ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sync_factory: Callable[[Settings, Any], SyncService | None] | None = None,
+        printer_factory: Callable[[Settings], PrinterMonitor | None] | None = None,
+        web: bool = True,
+        web_port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_dir
+        self.stop_event = threading.Event()
+        self.wake_sync = threading.Event()
+        self.ready = threading.Event()
+        self.store = JournalStore.in_state_dir(self.state_dir)
+        self.slips = SlipTracker(self.store)
+        self.listener = _Listener(self)
+        self.sync: SyncService | None = None
+        self._sync_factory = sync_factory or _default_sync
+        self._printer_factory = printer_factory or _default_printer
+        self.printer: PrinterMonitor | None = None
+        self.ingests: dict[str, RegisterIngest] = {}
+        self.hosts: dict[str, RegisterHost] = {}
+        self.heartbeats: dict[str, Heartbeat] = {}
+        self._threads: list[threading.Thread] = []
+        self._want_web = web
+        self._web_port = web_port
+        self.web: Any = None
+        self.watchdog = notify.Watchdog()
+        self.errors: list[tuple[datetime, GatewayError]] = []
+        self._last_snapshot = 0.0
+        self._status_line = ""
+
+    # --- DaySource for the sync -----------------------------------------------------------
+
+    def get_day(self, register_id: str, business_date: date) -> BusinessDay | None:
+        return rebuild_day(self.store, register_id, business_date)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, start every part; each optional part may fail alone."""
+        self.sync = self._sync_factory(self.settings, self)
+        for reg in self.settings.registers:
+            ingest = RegisterIngest(self.store, reg, self.listener)
+            self.ingests[reg.register_id] = ingest
+            host = RegisterHost(
+                HostConfig(
+                    register_id=reg.register_id,
+                    port=reg.port,
+                    baudrate=reg.baudrate,
+                    poll_interval=self.settings.poll_interval,
+                    expect_store_code=reg.store_code,
+                    expect_terminal_no=reg.terminal_no,
+                ),
+                ingest,
+            )
+            self.hosts[reg.register_id] = host
+        try:
+            self.printer = self._printer_factory(self.settings)
+        except GatewayError as exc:
+            self._error(exc)
+            self.printer = None
+        if self.printer is not None:
+            self.printer.start()
+        for host in self.hosts.values():
+            host.start()
+        if self.sync is not None:
+            beat = self.heartbeats.setdefault("sync", Heartbeat("sync"))
+            thread = threading.Thread(
+                target=self._sync_loop, args=(beat,), name="sync", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        if self._want_web:
+            self._start_web()
+        self.watchdog.start()
+        self.ready.set()
+        notify.ready(f"{len(self.hosts)} register(s), state in {self.state_dir}")
+        logger.info("gatewayd started: %d register(s)", len(self.hosts))
+
+    def _start_web(self) -> None:
+        from dataclasses import replace
+
+        from gatewayd.backend import DaemonBackend
+        from gatewayd.web.server import WebServer
+        from gatewayd.web.settings import web_from_settings
+
+        web_settings = web_from_settings(self.settings)
+        if self._web_port is not None:
+            web_settings = replace(web_settings, port=self._web_port)
+        try:
+            server = WebServer(web_settings, DaemonBackend(self), state_dir=self.state_dir)
+            server.start()
+        except GatewayError as exc:
+            self._error(exc)
+            return
+        self.web = server
+        logger.info("status page on %s", server.url)
+
+    def stop(self) -> None:
+        notify.stopping("stopping")
+        self.stop_event.set()
+        self.wake_sync.set()
+        for host in self.hosts.values():
+            host.stop()
+        if self.printer is not None:
+            self.printer.stop()
+        if self.web is not None:
+            self.web.stop()
+        for thread in self._threads:
+            thread.join(15)
+        self.watchdog.stop()
+        if self.sync is not None:
+            self.sync.close()
+        self.store.close()
+
+    # --- loops ---------------------------------------------------------------------------
+
+    def _sync_loop(self, beat: Heartbeat) -> None:
+        assert self.sync is not None
+        while not self.stop_event.is_set():
+            beat.busy_since = time.monotonic()
+            try:
+                wait = self.sync.step()
+            except GatewayError as exc:
+                self._error(exc)
+                wait = 30.0
+            except Exception:
+                logger.exception("sync step failed")
+                wait = 30.0
+            beat.busy_since = None
+            beat.beat()
+            self.wake_sync.wait(max(0.05, min(wait, 5.0)))
+            self.wake_sync.clear()
+
+    def run(self) -> None:
+        """The main loop, until ``stop_event``; ``stop()`` is the caller's."""
+        while not self.stop_event.is_set():
+            self.step()
+            self.stop_event.wait(LOOP_TICK)
+
+    def step(self) -> None:
+        """One turn of the main loop."""
+        for ingest in self.ingests.values():
+            try:
+                ingest.process()
+            except GatewayError as exc:
+                self._error(exc, register_id=ingest.register_id)
+        try:
+            self._print_due_slips()
+        except GatewayError as exc:
+            self._error(exc)
+        now = time.monotonic()
+        if now - self._last_snapshot >= SNAPSHOT_EVERY:
+            self._last_snapshot = now
+            self.publish()
+        if self._healthy():
+            self.watchdog.loop_alive()
+
+    def _healthy(self) -> bool:
+        """Every worker thread alive and no sync step stuck: only then the watchdog pings."""
+        if any(not t.is_alive() for t in self._threads):
+            return False
+        now = time.monotonic()
+        for beat in self.heartbeats.values():
+            if beat.busy_since is not None and now - beat.busy_since > SYNC_STUCK_AFTER:
+                return False
+        return True
+
+    # --- slips ---------------------------------------------------------------------------
+
+    def _print_due_slips(self) -> None:
+        notices = self.store.open_notices()
+        if not notices:
+            return
+        snapshot = self.sync.snapshot() if self.sync is not None else None
+        for notice in notices:
+            reg = self.settings.register(notice.register_id)
+            row = self.store.day(notice.register_id, notice.business_date)
+            if row is None:
+                continue
+            status: SlipStatus | None = None
+            reason: str | None = None
+            action: str | None = None
+            if row.status == "held":
+                status, reason = SlipStatus.HELD, row.reason
+                action = "レジで再精算（再閉局）するか、設置担当者に連絡してください。"
+            elif snapshot is not None:
+                summary = snapshot.day(notice.register_id, notice.business_date)
+                if summary is not None and summary.status is DayStatus.SYNCED:
+                    status = SlipStatus.SENT
+                elif summary is not None and summary.status is DayStatus.HELD:
+                    status = SlipStatus.HELD
+                    if summary.held is not None:
+                        reason = summary.held.detail
+                        from gatewayd.sync.status import FIX_JA
+
+                        action = FIX_JA.get(summary.held.cause)
+            if status is None or status.value == notice.last_status:
+                continue
+            printed = self._submit_slip(reg, row, notice.close_no, status, reason, action)
+            if printed or self.printer is None:
+                self.store.close_notice(
+                    notice.register_id, notice.business_date, notice.close_no, status.value
+                )
+
+    def _submit_slip(
+        self,
+        reg: RegisterSettings,
+        row: Any,
+        close_no: int,
+        status: SlipStatus,
+        reason: str | None,
+        action: str | None,
+    ) -> bool:
+        if self.printer is None:
+            return False
+        day = rebuild_day(self.store, reg.register_id, row.business_date)
+        from gatewayd.protocol.days import day_totals
+
+        totals: Any = day_totals(day) if day is not None else None
+        method_totals = dict(totals.by_method) if totals is not None else {}
+        class_totals = dict(totals.by_class) if totals is not None else {}
+        content = SlipContent(
+            store_name=reg.store_name or f"店舗{reg.store_code}",
+            store_code=reg.store_code,
+            terminal=reg.terminal_no,
+            business_date=row.business_date,
+            method_totals=method_totals,
+            class_totals=class_totals,
+            gross=row.gross or 0,
+            tax=row.tax,
+            status=status,
+            reason=reason,
+            action=action,
+            status_url=self.web.url if self.web is not None else None,
+            close_no=close_no,
+            made_at=datetime.now(),
+        )
+        self.printer.submit_slip(content)
+        return True
+
+    # --- status --------------------------------------------------------------------------
+
+    def _error(self, exc: GatewayError, register_id: str | None = None) -> None:
+        logger.error("%s", exc, extra={"register": register_id} if register_id else None)
+        self.errors.append((datetime.now(UTC), exc))
+        del self.errors[:-50]
+
+    def status_data(self) -> dict[str, Any]:
+        """The snapshot other processes read (``gatewayd status``)."""
+        registers: dict[str, Any] = {}
+        for reg_id, host in self.hosts.items():
+            state = host.snapshot()
+            ingest = self.ingests[reg_id]
+            registers[reg_id] = {
+                "link": "up" if state.link_up else "down",
+                "last_error": state.last_error,
+                "last_stored": state.last_stored,
+                "open_day": (
+                    ingest.open_day.business_date.isoformat()
+                    if ingest.open_day and ingest.open_day.business_date
+                    else None
+                ),
+            }
+        data: dict[str, Any] = {"daemon": "running", "registers": registers}
+        if self.sync is not None:
+            snap = self.sync.snapshot()
+            data["freee"] = {
+                "state": snap.link.state.value,
+                "company": snap.link.company_name,
+                "queue": snap.queue.waiting,
+                "status": snap.status_line(),
+            }
+            days: dict[str, dict[str, Any]] = {}
+            for d in snap.days:
+                days.setdefault(d.register_id, {})[d.business_date.isoformat()] = {
+                    "state": d.status.value,
+                    "state_ja": {
+                        "synced": "送信済",
+                        "sending": "送信中",
+                        "held": "保留",
+                        "open": "未閉局",
+                    }[d.status.value],
+                    "postings": d.postings,
+                    "postings_done": d.postings_done,
+                    "freee_total": d.freee_total,
+                    "reason": d.held.detail if d.held else None,
+                }
+            data["sync_days"] = days
+        if self.printer is not None:
+            data["devices"] = self.printer.snapshot().to_dict()
+        return data
+
+    def publish(self) -> None:
+        """Write the status snapshot now and tell systemd (``STATUS=``) when it changed."""
+        try:
+            data = self.status_data()
+            write_snapshot(self.state_dir, data)
+        except (GatewayError, OSError) as exc:
+            logger.warning("status snapshot not written: %s", exc)
+            return
+        line = self._describe(data)
+        if line != self._status_line:
+            self._status_line = line
+            notify.status(line)
+
+    def _describe(self, data: dict[str, Any]) -> str:
+        parts = []
+        for reg_id, reg in data["registers"].items():
+            parts.append(f"{reg_id} link {reg['link']}")
+        freee = data.get("freee")
+        if freee:
+            parts.append(freee["status"])
+        sending = [
+            f"day {day}: {info['postings_done']} of {info['postings']} postings sent"
+            for reg_days in data.get("sync_days", {}).values()
+            for day, info in reg_days.items()
+            if info["state"] == "sending"
+        ]
+        return "; ".join(sending[:1] + parts)
+
+
+def _default_sync(settings: Settings, gateway: Any) -> SyncService | None:
+    return SyncService(settings, settings.state_dir, gateway)
+
+
+def _default_printer(settings: Settings) -> PrinterMonitor | None:
+    printer, drawer, slip = device_settings_from(settings)
+    if printer is None:
+        return None
+    queue = SlipQueue(settings.state_dir) if slip.enabled else None
+    return PrinterMonitor(printer, drawer, slip, queue)
+
+
+def run_daemon(settings: Settings, *, state_dir: Path | None = None) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    import signal
+
+    gateway = Gateway(settings)
+
+    def _stop(signum: int, frame: object) -> None:
+        gateway.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    gateway.start()
+    try:
+        gateway.run()
+    finally:
+        gateway.stop()
+    return 0
