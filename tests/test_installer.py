@@ -21,14 +21,14 @@ SECRET = "installer-test-secret-0123456789"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash missing")
 
 
-def build_wheel(out_dir: Path) -> Path:
+def build_wheel(out_dir: Path, src: Path = REPO) -> Path:
     """A wheel of the checkout's gatewayd package, built offline (no build backend needed)."""
     version = "0.1.0"
     dist = f"gatewayd-{version}.dist-info"
     files: dict[str, bytes] = {}
-    for path in sorted((REPO / "gatewayd").rglob("*")):
+    for path in sorted((src / "gatewayd").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            files[path.relative_to(REPO).as_posix()] = path.read_bytes()
+            files[path.relative_to(src).as_posix()] = path.read_bytes()
     files[f"{dist}/METADATA"] = (f"Metadata-Version: 2.1\nName: gatewayd\nVersion: {version}\n"
                                  ).encode()
     files[f"{dist}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: test_installer\n"
@@ -66,20 +66,32 @@ def snapshot(root: Path) -> dict[str, str]:
     return listing
 
 
-def run_installer(*args: str) -> subprocess.CompletedProcess[str]:
+def run_installer(*args: str, script: Path = INSTALL) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHON=sys.executable, PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True,
+    proc = subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
                           env=env, timeout=240, check=False)
     assert proc.returncode == 0, f"install.sh {args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen copy of the checkout: others edit the shared tree while the tests run."""
+    dest = tmp_path_factory.mktemp("checkout")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for item in ("gatewayd", "systemd", "etc", "docs"):
+        shutil.copytree(REPO / item, dest / item, ignore=ignore)
+    for item in ("install.sh", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / item, dest / item)
+    return dest
 
 
-def test_install_twice_then_uninstall(tmp_path: Path, wheel: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory, checkout: Path) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"), checkout)
+
+
+def test_install_twice_then_uninstall(tmp_path: Path, wheel: Path, checkout: Path) -> None:
     if shutil.which("systemctl") is None:
         pytest.skip("systemctl missing: cannot enable units in a prefix")
     root = tmp_path / "root"
@@ -87,16 +99,17 @@ def test_install_twice_then_uninstall(tmp_path: Path, wheel: Path) -> None:
     boot.mkdir(parents=True)
     (boot / "config.txt").write_text("# pi\n")
     (boot / "gatewayd.toml").write_text(
-        (REPO / "etc/gatewayd.toml").read_text()
+        (checkout / "etc/gatewayd.toml").read_text()
         + f'\n[freee]\nclient_id = "1"\nclient_secret = "{SECRET}"\n')
     args = ("--root", str(root), "--wheel", str(wheel), "--pip-args", "--no-deps --no-index")
+    script = checkout / "install.sh"
 
-    first = run_installer(*args)
+    first = run_installer(*args, script=script)
     assert "no changes" not in first.stdout
 
     units = root / "etc/systemd/system"
     for unit in ("gatewayd.service", "gatewayd-firstboot.service", "gatewayd-retry.timer"):
-        assert (units / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
+        assert (units / unit).read_bytes() == (checkout / "systemd" / unit).read_bytes()
     assert os.readlink(units / "multi-user.target.wants/gatewayd.service") == \
         "/etc/systemd/system/gatewayd.service"
     assert (units / "timers.target.wants/gatewayd-retry.timer").is_symlink()
@@ -116,13 +129,13 @@ def test_install_twice_then_uninstall(tmp_path: Path, wheel: Path) -> None:
     assert all(SECRET.encode() not in p.read_bytes() for p in boot.iterdir())
 
     before = snapshot(root)
-    second = run_installer(*args)
+    second = run_installer(*args, script=script)
     assert "install.sh: no changes" in second.stdout, second.stdout
     assert snapshot(root) == before
 
     # The installer's own configuration is kept on an update.
     conf.write_text(conf.read_text() + "# edited by the installer\n")
-    third = run_installer(*args)
+    third = run_installer(*args, script=script)
     assert "no changes" in third.stdout and "edited by the installer" in conf.read_text()
 
     removed = run_installer("--root", str(root), "--uninstall")
@@ -151,11 +164,12 @@ exit 0
 """
 
 
-def test_prepare_boot_partition_once(tmp_path: Path) -> None:
+def test_prepare_boot_partition_once(tmp_path: Path, checkout: Path) -> None:
     boot = tmp_path / "bootfs"
     boot.mkdir()
     (boot / "cmdline.txt").write_text(CMDLINE)
-    first = run_installer("--prepare-boot", str(boot))
+    script = checkout / "install.sh"
+    first = run_installer("--prepare-boot", str(boot), script=script)
     assert "no changes" not in first.stdout
     assert (boot / "gatewayd-installer/install.sh").is_file()
     assert (boot / "gatewayd-installer/gatewayd/firstboot.py").is_file()
@@ -168,19 +182,19 @@ def test_prepare_boot_partition_once(tmp_path: Path) -> None:
     subprocess.run(["bash", "-n", str(boot / "firstrun.sh")], check=True)
 
     before = snapshot(boot)
-    assert "no changes" in run_installer("--prepare-boot", str(boot)).stdout
+    assert "no changes" in run_installer("--prepare-boot", str(boot), script=script).stdout
     assert snapshot(boot) == before
 
 
-def test_prepare_boot_hooks_into_imager_firstrun(tmp_path: Path) -> None:
+def test_prepare_boot_hooks_into_imager_firstrun(tmp_path: Path, checkout: Path) -> None:
     boot = tmp_path / "bootfs"
     boot.mkdir()
     (boot / "cmdline.txt").write_text(
         CMDLINE.strip() + " systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot"
         " systemd.unit=kernel-command-line.target\n")
     (boot / "firstrun.sh").write_text(IMAGER_FIRSTRUN)
-    run_installer("--prepare-boot", str(boot))
-    run_installer("--prepare-boot", str(boot))
+    run_installer("--prepare-boot", str(boot), script=checkout / "install.sh")
+    run_installer("--prepare-boot", str(boot), script=checkout / "install.sh")
     lines = (boot / "firstrun.sh").read_text().splitlines()
     hooks = [i for i, line in enumerate(lines) if "gatewayd-installer/bootstrap.sh" in line]
     assert len(hooks) == 1
