@@ -614,7 +614,8 @@ def inject_fault(lines: Sequence[str], fault: str, seed: int = 0) -> list[str]:
                 out[i] = "\t".join(f)
         return out
     start = opens[-1]
-    end = next((i for i in range(start + 1, len(out)) if types[i] == "Z"), len(out))
+    end = next((i for i in range(start + 1, len(out))
+                if types[i] == "Z" and out[i].split("\t")[3] == "1"), len(out))
     inside = list(range(start + 1, end))
     if not inside:
         raise ValueError("no records inside the last day")
