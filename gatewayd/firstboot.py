@@ -416,12 +416,15 @@ def _host_address() -> str | None:
 
 
 def page_urls(settings: Settings | None, *, address: str | None = None) -> tuple[str, ...]:
-    """Addresses of the status page: ``[slip] status_url`` when set, else host and IP."""
+    """Addresses of the status page: ``[slip] status_url`` or ``[web] public_url`` when set,
+    else ``http://<hostname>.local:<port>/`` and the box's IP address."""
     extra: dict[str, Any] = settings.extra if settings is not None else {}
     slip = extra.get("slip")
     if isinstance(slip, dict) and isinstance(slip.get("status_url"), str):
         return (slip["status_url"],)
     web = extra.get("web")
+    if isinstance(web, dict) and isinstance(web.get("public_url"), str):
+        return (web["public_url"],)
     port = DEFAULT_PAGE_PORT
     if isinstance(web, dict) and isinstance(web.get("port"), int):
         port = web["port"]

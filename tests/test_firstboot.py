@@ -13,6 +13,7 @@ import pytest
 
 from gatewayd import firstboot
 from gatewayd.cli import build_parser
+from gatewayd.config import load_settings
 
 SECRET = "s3cr3t-ABCDEFGHIJKLMNOP"
 VALID = """\
@@ -202,3 +203,13 @@ def test_invalid_run_exits_1(tmp_path: Path) -> None:
     (boot / "gatewayd.toml").write_text(INVALID.format(secret=SECRET))
     args = argparse.Namespace(boot_dir=boot, etc_dir=etc, credentials_dir=cred, no_slip=True)
     assert firstboot.run(args) == 1
+
+
+def test_page_urls_from_settings(tmp_path: Path) -> None:
+    cfg = tmp_path / "g.toml"
+    base = VALID.format(secret="x").split("[freee]")[0]
+    cfg.write_text(base + '\n[web]\npublic_url = "http://192.168.1.20:8080"\n')
+    assert firstboot.page_urls(load_settings(cfg)) == ("http://192.168.1.20:8080",)
+    cfg.write_text(base + "\n[web]\nport = 8181\n")
+    urls = firstboot.page_urls(load_settings(cfg), address="10.0.0.5")
+    assert urls[0].endswith(".local:8181/") and urls[1] == "http://10.0.0.5:8181/"
