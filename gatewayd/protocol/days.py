@@ -1090,10 +1090,12 @@ class JournalAssembler:
             if z.close_no == 1:
                 self.known_closes.setdefault(z.business_date, z)
         self._entries: list[Entry] = []
+        self._cached: JournalAnalysis | None = None
 
     def add(self, line: Line) -> Entry:
         entry = _entry(line)
         self._entries.append(entry)
+        self._cached = None
         return entry
 
     def extend(self, lines: Iterable[Line]) -> None:
@@ -1104,8 +1106,11 @@ class JournalAssembler:
         return len(self._entries)
 
     def analyze(self) -> JournalAnalysis:
-        return _Analyzer(list(self._entries), self.after_record_no, self.closed_dates,
-                         self.known_closes.values()).run()
+        """Check everything held; the same analysis again while nothing changed."""
+        if self._cached is None:
+            self._cached = _Analyzer(list(self._entries), self.after_record_no,
+                                     self.closed_dates, self.known_closes.values()).run()
+        return self._cached
 
     def forget_through(self, record_no: int) -> None:
         """Drop records numbered ``record_no`` or lower (the Z of the last accepted day)."""
@@ -1123,3 +1128,4 @@ class JournalAssembler:
                 keep.append(e)
         self._entries = keep
         self.after_record_no = record_no
+        self._cached = None

@@ -328,7 +328,7 @@ def read_record(line: bytes) -> Record | Malformed:
     """Parse one record line (CP932, with or without its LF); never raises."""
     body = line[:-1] if line.endswith(b"\n") else line
     try:
-        text = body.decode("cp932")
+        text = body.decode("ascii") if body.isascii() else body.decode("cp932")
     except UnicodeDecodeError as exc:
         text = body[: exc.start].decode("cp932", "replace")
         fields = text.split("\t")
