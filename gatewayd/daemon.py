@@ -207,6 +207,11 @@ class Gateway:
         self.wake_sync.set()
         for host in self.hosts.values():
             host.stop()
+        for ingest in self.ingests.values():  # days whose Z came in the last moments
+            try:
+                ingest.process()
+            except GatewayError as exc:
+                self._error(exc, register_id=ingest.register_id)
         if self.printer is not None:
             self.printer.stop()
         if self.web is not None:
