@@ -211,19 +211,19 @@ def test_daemon_process_ready_pings_and_stuck_loop(short_dir: Path) -> None:
     finally:
         lst.close()
 
-    msgs = lst.messages
-    texts = [m for _, m in msgs]
-    ready_at = next(t for t, m in msgs if m == "READY=1")
-    stuck_at = next(t for t, m in msgs if m == "STATUS=main loop stuck")
-    stop_at = next(t for t, m in msgs if m == "STOPPING=1")
-    pings = [t for t, m in msgs if m == "WATCHDOG=1"]
-    assert texts.index("READY=1") < texts.index("STATUS=main loop stuck")
-    assert any(m.startswith("STATUS=turn ") for m in texts)
-    healthy = [t for t in pings if ready_at <= t <= stuck_at]
-    assert len(healthy) >= 4, f"expected a ping every 0.1 s while healthy, got {len(healthy)}"
-    # max_loop_gap = 0.1 s: a ping may still go out just after the loop stopped, then none.
-    late = [t for t in pings if stuck_at + 0.3 < t < stop_at]
-    assert late == [], "a stuck main loop must not be pinged for"
+    # Judge by the order of the datagrams (FIFO), not by when this process read them.
+    texts = [m for _, m in lst.messages]
+    ready = texts.index("READY=1")
+    stuck = texts.index("STATUS=main loop stuck")
+    stop = texts.index("STOPPING=1")
+    assert ready < stuck < stop
+    assert any(m.startswith("STATUS=turn ") for m in texts[ready:stuck])
+    healthy = texts[ready:stuck].count("WATCHDOG=1")
+    assert healthy >= 4, f"expected a ping every 0.1 s while healthy, got {healthy}"
+    # max_loop_gap = 0.1 s: one ping may still go out just after the loop stopped, then none
+    # for the rest of the second (about ten would have gone out from a free-running timer).
+    after = texts[stuck:stop].count("WATCHDOG=1")
+    assert after <= 2, f"a stuck main loop must not be pinged for ({after} pings)"
 
 
 @pytest.mark.skipif(notify._systemd_python_sender() is None,
