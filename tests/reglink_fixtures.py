@@ -9,7 +9,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,11 +103,11 @@ class MemorySink:
         return False
 
 
-def assert_k_after_commit(sim_events: list[tuple[float, tuple[object, ...]]],
+def assert_k_after_commit(sim_events: Iterable[tuple[float, tuple[object, ...]]],
                           sink: MemorySink) -> int:
     """Every ``K n`` the register executed came after the sink durably stored record n."""
     checked = 0
-    for when, event in sim_events:
+    for when, event in list(sim_events):
         if event[0] != "K":
             continue
         n = int(event[1])  # type: ignore[call-overload]

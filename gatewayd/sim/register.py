@@ -29,6 +29,7 @@ import select
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -62,8 +63,9 @@ log = logging.getLogger("gatewayd.sim.register")
 
 PARTIAL_SILENCE = 0.2  # s of silence after part of a frame: discard and NAK
 RETRY_MEMORY = 3.0  # s after answering, the last request is forgotten
-SYN_EVERY = 0.04  # s between SYN bytes while busy (spec: at most 60 ms)
+SYN_EVERY = 0.03  # s between SYN bytes while busy (spec: at most 60 ms)
 UNSET_CLOCK_BASE = datetime(2000, 1, 1)
+EVENT_LOG_SIZE = 200_000  # the newest events are kept (a long-running CLI stays bounded)
 _FORBIDDEN = set(range(0x00, 0x09)) | set(range(0x0B, 0x20)) | {0x7F}
 _CLOSE_NO = re.compile(rb"[1-9][0-9]{0,9}")
 
@@ -309,7 +311,7 @@ class RegisterSimulator:
         self._limit = 0  # how many records the register has "written" so far
         self.committed = 0
         self._freed_upto = 0
-        self.events: list[tuple[float, tuple[object, ...]]] = []
+        self.events: deque[tuple[float, tuple[object, ...]]] = deque(maxlen=EVENT_LOG_SIZE)
         self.received: list[Frame] = []  # every well-formed request, in arrival order
         self.retry_memory = RETRY_MEMORY
         self.day_interval = day_interval
@@ -373,6 +375,11 @@ class RegisterSimulator:
     def last_record_no(self) -> int:
         with self._lock:
             return self._first_no + self._visible - 1
+
+    @property
+    def total_records(self) -> int:
+        """Every record the simulator knows, written by the register or not yet."""
+        return len(self._records)
 
     @property
     def hidden(self) -> int:
@@ -636,6 +643,7 @@ class RegisterSimulator:
         self._log("busy", delay)
         while True:
             link.write(bytes([SYN]))
+            self._log("SYN")
             left = end - time.monotonic()
             if left <= 0 or self._serving_stop.is_set():
                 break
