@@ -102,3 +102,23 @@ def test_journald_forced_without_systemd_python_falls_back(
     handler = logging_setup.setup_logging("info", journald=True, stream=out)
     assert isinstance(handler, logging.StreamHandler)
     assert "systemd-python is not installed" in out.getvalue()
+
+
+def test_real_journal_handler_sends_structured_fields() -> None:
+    journal = pytest.importorskip("systemd.journal", reason="systemd-python not installed")
+    handler = logging_setup.setup_logging("info", journald=True)
+    assert isinstance(handler, journal.JournalHandler)
+    sent: list[dict[str, Any]] = []
+
+    def fake_send(MESSAGE: str, **kw: Any) -> None:  # the signature of systemd.journal.send
+        sent.append({"MESSAGE": MESSAGE, **kw})
+
+    handler.send = fake_send
+    logging.getLogger("gatewayd.sync").warning("posting refused", extra=logging_setup.fields(
+        register="0001-01", business_date=dt.date(2025, 1, 10), ref_number="R-1"))
+    (fields,) = sent
+    assert fields["MESSAGE"] == "posting refused"
+    assert fields["SYSLOG_IDENTIFIER"] == "gatewayd"
+    assert (fields["REGISTER"], fields["BUSINESS_DATE"], fields["REF_NUMBER"]) == \
+        ("0001-01", "2025-01-10", "R-1")
+    assert fields["PRIORITY"] == "4"
