@@ -94,7 +94,9 @@ class ApiCounters:
 
 
 def _route(method: str, path: str) -> str:
-    parts = ["{id}" if p.isdigit() else p for p in path.split("/")]
+    """``GET /api/1/deals/{id}``: ids folded so counts group by endpoint."""
+    parts = path.split("/")
+    parts = [p if i < 3 or not p.isdigit() else "{id}" for i, p in enumerate(parts)]
     return f"{method} {'/'.join(parts)}"
 
 
@@ -173,7 +175,8 @@ class FreeeClient:
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, FreeeRateLimited) and exc.retry_after is not None:
-                return min(exc.retry_after, SHORT_RETRY_AFTER_CAP)
+                # freee names reset times to the second: never less than one second
+                return min(max(exc.retry_after, 1.0), SHORT_RETRY_AFTER_CAP)
             return float(backoff(state))
 
         def before_sleep(state: RetryCallState) -> None:

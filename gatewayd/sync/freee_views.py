@@ -181,10 +181,9 @@ def transfer_matches(body: Mapping[str, Any], obj: Mapping[str, Any], ref: str) 
     if len(have["to"]) != 1 or len(want["to"]) != 1:
         return False
     w, h = want["to"][0], have["to"][0]
-    return (
-        (w["type"], w["id"], w["amount"]) == (h["type"], h["id"], h["amount"])
-        and str(h["description"]).endswith(ref)
-    )
+    return (w["type"], w["id"], w["amount"]) == (h["type"], h["id"], h["amount"]) and str(
+        h["description"]
+    ).endswith(ref)
 
 
 def named_view(view: Mapping[str, Any] | None, masters: Masters | None) -> dict[str, Any] | None:
@@ -219,3 +218,69 @@ def named_view(view: Mapping[str, Any] | None, masters: Masters | None) -> dict[
             for r in view.get("to") or []
         ]
     return out
+
+
+def plan_json_of_freee(
+    kind: str, obj: Mapping[str, Any], masters: Masters | None, ref: str
+) -> dict[str, Any]:
+    """freee's deal or transfer in the plan's posting shape (section 8, names not ids), so
+    the status page can put it beside the gateway's version."""
+
+    def name(table: str, ident: Any) -> Any:
+        if ident is None:
+            return None
+        found = None if masters is None else masters.name_of(table, int(ident))
+        return found if found is not None else f"#{ident}"
+
+    if kind == "transfer":
+        view = transfer_view(obj)
+        to = view["to"][0] if view["to"] else {}
+        return {
+            "ref_number": ref,
+            "kind": "transfer",
+            "type": None,
+            "issue_date": view["date"],
+            "due_date": None,
+            "partner": None,
+            "details": [],
+            "payments": [],
+            "transfer": {
+                "date": view["date"],
+                "from": name("walletables", view["from_walletable_id"]),
+                "to": name("walletables", to.get("id")),
+                "amount": to.get("amount"),
+                "description": to.get("description"),
+            },
+        }
+    view = deal_view(obj)
+    return {
+        "ref_number": view.get("ref_number") or ref,
+        "kind": "deal",
+        "type": view["type"],
+        "issue_date": view["issue_date"],
+        "due_date": view["due_date"],
+        "partner": name("partners", view["partner_id"]),
+        "details": [
+            {
+                "account_item": name("account_items", d["account_item_id"]),
+                "tax": name("taxes", d["tax_code"]),
+                "amount": d["amount"],
+                "vat": d["vat"],
+                "item": name("items", d["item_id"]),
+                "section": name("sections", d["section_id"]),
+                "tags": [name("tags", t) for t in d["tag_ids"]],
+                "description": d["description"],
+            }
+            for d in (obj.get("details") or [])
+            for d in [_line(d)]
+        ],
+        "payments": [
+            {
+                "date": p["date"],
+                "walletable": name("walletables", p["from_walletable_id"]),
+                "amount": p["amount"],
+            }
+            for p in view["payments"]
+        ],
+        "transfer": None,
+    }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -95,7 +95,7 @@ class Masters:
     """The company's masters, indexed by name; built from the two cached answers."""
 
     def __init__(
-        self, company: Mapping[str, Any], taxes: list[Mapping[str, Any]], fetched_at: datetime
+        self, company: Mapping[str, Any], taxes: Sequence[Mapping[str, Any]], fetched_at: datetime
     ) -> None:
         self.raw_company = dict(company)
         self.raw_taxes = list(taxes)
@@ -321,10 +321,14 @@ class MasterCache:
         return m
 
     def put(
-        self, company: Mapping[str, Any], taxes: list[Mapping[str, Any]], fetched_at: datetime
+        self, company: Mapping[str, Any], taxes: Sequence[Mapping[str, Any]], fetched_at: datetime
     ) -> Masters:
         masters = Masters(company, taxes, fetched_at)
-        payload = {"fetched_at": fetched_at.isoformat(), "company": company, "taxes": taxes}
+        payload = {
+            "fetched_at": fetched_at.isoformat(),
+            "company": dict(company),
+            "taxes": [dict(t) for t in taxes],
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_private_file(self.path, json.dumps(payload, ensure_ascii=False).encode())
         self._masters = masters

@@ -158,6 +158,10 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
 def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -426,8 +430,8 @@ class Outbox:
                 _iso(recheck_at),
                 None if plan is None else dumps(plan),
                 settings_hash,
-                now.isoformat(),
-                now.isoformat(),
+                _utc(now),
+                _utc(now),
             ),
         )
 
@@ -453,7 +457,7 @@ class Outbox:
                 hold_reason,
                 None if hold_detail is None else dumps(hold_detail),
                 _iso(recheck_at),
-                now.isoformat(),
+                _utc(now),
                 register_id,
                 business_date.isoformat(),
             ),
@@ -462,10 +466,11 @@ class Outbox:
     def days_due(self, now: datetime) -> list[DayRow]:
         """Days to check now: new ones, and held ones whose recheck time has come."""
         rows = self._rows(
-            """SELECT * FROM days WHERE gate='check'
-                 OR (gate='held' AND recheck_at IS NOT NULL AND recheck_at <= ?)
+            """SELECT * FROM days
+               WHERE (gate='check' AND (recheck_at IS NULL OR recheck_at <= ?))
+                  OR (gate='held' AND recheck_at IS NOT NULL AND recheck_at <= ?)
                ORDER BY business_date, register_id""",
-            (now.isoformat(),),
+            (_iso(now), _iso(now)),
         )
         return [_day(r) for r in rows]
 
@@ -504,7 +509,7 @@ class Outbox:
                   AND (p.next_attempt_at IS NULL OR p.next_attempt_at <= ?)
                 ORDER BY p.business_date, p.register_id, {ACTION_ORDER}, p.seq
                 LIMIT ?""",
-            (now.isoformat(), limit),
+            (_iso(now), limit),
         )
         return [_posting(r) for r in rows]
 
@@ -520,8 +525,15 @@ class Outbox:
         return datetime.min.replace(tzinfo=UTC) if value == "" else datetime.fromisoformat(value)
 
     def next_recheck(self) -> datetime | None:
-        rows = self._rows("SELECT MIN(recheck_at) FROM days WHERE gate='held'")
-        return _dt(rows[0][0])
+        """When the next day is due for its gate check (a new day: now)."""
+        rows = self._rows(
+            "SELECT MIN(COALESCE(recheck_at, '')) FROM days WHERE gate='check'"
+            " OR (gate='held' AND recheck_at IS NOT NULL)"
+        )
+        value = rows[0][0]
+        if value is None:
+            return None
+        return datetime.min.replace(tzinfo=UTC) if value == "" else datetime.fromisoformat(value)
 
     def insert_posting(
         self,
@@ -541,7 +553,7 @@ class Outbox:
                      action='create', lookup=0, freee_kind=NULL, freee_id=NULL,
                      hold_kind=NULL, hold_reason=NULL, freee_message=NULL, next_attempt_at=NULL,
                      updated_at=? WHERE id=?""",
-                (new.seq, new.kind, dumps(new.plan), now.isoformat(), existing["id"]),
+                (new.seq, new.kind, dumps(new.plan), _utc(now), existing["id"]),
             )
             return
         conn.execute(
@@ -555,7 +567,7 @@ class Outbox:
                 new.seq,
                 new.kind,
                 dumps(new.plan),
-                now.isoformat(),
+                _utc(now),
             ),
         )
 
@@ -568,7 +580,7 @@ class Outbox:
             if isinstance(value, StrEnum):
                 value = value.value
             elif isinstance(value, datetime):
-                value = value.isoformat()
+                value = _utc(value)
             elif column in ("plan_json", "sent_plan_json", "sent_body", "freee_view"):
                 value = None if value is None else dumps(value)
             elif isinstance(value, bool):
@@ -592,7 +604,7 @@ class Outbox:
         conn.execute(
             """INSERT INTO attempts (posting_id, at, action, outcome, http_status, message)
                VALUES (?,?,?,?,?,?)""",
-            (posting_id, now.isoformat(), action, outcome, http_status, message),
+            (posting_id, _utc(now), action, outcome, http_status, message),
         )
 
     def attempts(self, posting_id: int) -> list[Attempt]:
@@ -636,7 +648,7 @@ class Outbox:
         with self.tx() as conn:
             conn.execute(
                 "INSERT INTO errors (at, kind, message, staff_message) VALUES (?,?,?,?)",
-                (now.isoformat(), kind, message, staff),
+                (_utc(now), kind, message, staff),
             )
             conn.execute(
                 "DELETE FROM errors WHERE id <= (SELECT MAX(id) FROM errors) - ?", (MAX_ERRORS,)
@@ -656,7 +668,7 @@ class Outbox:
             cur = conn.execute(
                 """INSERT INTO requests (kind, register_id, start_date, end_date, requested_at)
                    VALUES (?,?,?,?,?)""",
-                (kind, register_id, start.isoformat(), end.isoformat(), now.isoformat()),
+                (kind, register_id, start.isoformat(), end.isoformat(), _utc(now)),
             )
             return int(cur.lastrowid or 0)
 
@@ -672,7 +684,7 @@ class Outbox:
         with self.tx() as conn:
             conn.execute(
                 "UPDATE requests SET done_at=?, report=? WHERE id=?",
-                (now.isoformat(), dumps(report), request_id),
+                (_utc(now), dumps(report), request_id),
             )
 
 
