@@ -14,7 +14,7 @@ import pytest
 
 from gatewayd.sim.freee import MAIN_COMPANY_ID, EmulatorServer
 from gatewayd.sim.freee.server import tls_context
-from gatewayd.sim.freee.testing import (  # noqa: F401  (fixtures used by name)
+from gatewayd.sim.freee.testing import (
     freee_response_audit,
     freee_response_audit_session,
 )
@@ -96,14 +96,3 @@ def freee(freee_server: EmulatorServer, freee_response_audit: Any) -> Iterator[F
     helper = Freee(freee_server, freee_server.obtain_tokens(company_id=MAIN_COMPANY_ID))
     yield helper
     helper.close()
-
-
-def validation_messages(response: httpx.Response) -> list[str]:
-    """The ``validation`` messages of a freee 400 body (asserting its shape)."""
-    body = response.json()
-    assert body["status_code"] == response.status_code
-    assert body["errors"][0] == {"type": "status", "messages": ["不正なリクエストです。"]}
-    found = [e for e in body["errors"] if e["type"] == "validation"]
-    assert len(found) == 1
-    messages: list[str] = found[0]["messages"]
-    return messages

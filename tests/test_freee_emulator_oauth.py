@@ -5,18 +5,11 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from freee_emulator_fixtures import (  # noqa: F401
-    Freee,
-    freee,
-    freee_response_audit,
-    freee_response_audit_session,
-    freee_server,
-)
 
 from gatewayd.sim.freee import (
     DEFAULT_CLIENT_ID,
@@ -30,6 +23,11 @@ from gatewayd.sim.freee import (
 )
 from gatewayd.sim.freee.errors import INVALID_GRANT_DESCRIPTION
 from gatewayd.sim.freee.server import authorize_url, tls_context
+
+if TYPE_CHECKING:
+    from freee_emulator_fixtures import Freee
+
+pytest_plugins = ["freee_emulator_fixtures"]
 
 INVALID_GRANT = {"error": "invalid_grant", "error_description": INVALID_GRANT_DESCRIPTION}
 LOOPBACK = "http://127.0.0.1:54321/callback"

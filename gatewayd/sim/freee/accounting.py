@@ -149,7 +149,8 @@ def build_deal(book: Book, body: Row, existing: Row | None = None) -> DealPlan:
         messages.append(date_message("due_date"))
     partner_id = _deal_partner(book, body, messages)
     if body.get("receipt_ids"):
-        messages += [f"receipt_ids ({r}) のファイルボックスが見つかりません。" for r in body["receipt_ids"]]
+        messages += [f"receipt_ids ({r}) のファイルボックスが見つかりません。"
+                     for r in body["receipt_ids"]]
 
     lines = body.get("details", [])
     if len(lines) > MAX_DETAILS:
@@ -242,10 +243,13 @@ def _detail(
     if tax is None:
         messages.append(f"{where}.tax_code ({tax_code}) の税区分が見つかりません。")
     elif not tax["available"]:
-        messages.append(f"{where}.tax_code ({tax_code} {tax['name_ja']}) は利用できない税区分です。")
+        messages.append(
+            f"{where}.tax_code ({tax_code} {tax['name_ja']}) は利用できない税区分です。"
+        )
     elif day is not None and not _tax_valid_on(tax, day):
         messages.append(
-            f"{where}.tax_code ({tax_code} {tax['name_ja']}): この日付で有効な税区分ではありません。"
+            f"{where}.tax_code ({tax_code} {tax['name_ja']}): "
+            "この日付で有効な税区分ではありません。"
         )
     amount = int(line["amount"])
     rate = _tax_rate(tax) if tax else 0
@@ -258,7 +262,8 @@ def _detail(
     if vat is None:
         vat = tax_amount(amount, rate, book.tax_fraction(day or ""))
 
-    for key, table, label in (("item_id", book.items, "品目"), ("section_id", book.sections, "部門")):
+    for key, table, label in (("item_id", book.items, "品目"),
+                              ("section_id", book.sections, "部門")):
         value = line.get(key)
         if value is not None and value not in table:
             messages.append(f"{where}.{key} ({value}) の{label}が見つかりません。")
@@ -269,7 +274,9 @@ def _detail(
     if partner not in (None, 0) and partner not in book.partners:
         messages.append(f"{where}.partner_id ({partner}) の取引先が見つかりません。")
     if line.get("partner_code") is not None and not book.profile.get("use_partner_code"):
-        messages.append(f"{where}.partner_code: 取引先コードが有効になっていないため使用できません。")
+        messages.append(
+            f"{where}.partner_code: 取引先コードが有効になっていないため使用できません。"
+        )
     for tag in line.get("tag_ids") or []:
         if tag not in book.tags:
             messages.append(f"{where}.tag_ids ({tag}) のメモタグが見つかりません。")
@@ -460,7 +467,9 @@ def build_transfer(book: Book, body: Row) -> Row:
     rows = body.get("to_walletables")
     destinations: list[Row] = []
     if rows is not None and any(v is not None for v in single):
-        messages.append("to_walletables と to_walletable_type/to_walletable_id/amount は同時に指定できません。")
+        messages.append(
+            "to_walletables と to_walletable_type/to_walletable_id/amount は同時に指定できません。"
+        )
     elif rows is not None:
         destinations = [
             {"type": r["type"], "id": r["id"], "amount": r["amount"],

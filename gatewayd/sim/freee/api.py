@@ -27,9 +27,9 @@ from gatewayd.sim.freee.accounting import (
     check_deal_removal,
     check_payment,
     check_payment_removal,
+    date_message,
     deal_json,
     parse_date,
-    date_message,
     transfer_json,
     walletable_balances,
 )
@@ -189,7 +189,8 @@ def _updated_between(rows: list[Row], query: dict[str, Any]) -> list[Row]:
 def _visible_companies(ctx: Ctx) -> list[Row]:
     members = ctx.db.memberships(ctx.token.user_id)
     return [
-        m for m in members if ctx.token.company_id is None or m["company_id"] == ctx.token.company_id
+        m for m in members
+        if ctx.token.company_id is None or m["company_id"] == ctx.token.company_id
     ]
 
 

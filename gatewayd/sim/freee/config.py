@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 DEFAULT_CLIENT_ID = "gatewayd-emulator-client"
 DEFAULT_CLIENT_SECRET = "gatewayd-emulator-secret"
@@ -38,7 +38,7 @@ class EmulatorConfig:
         return data
 
     # Settings a control request may change, with their types.
-    MUTABLE = {
+    MUTABLE: ClassVar[dict[str, type | tuple[type, ...]]] = {
         "auto_approve": bool,
         "access_token_ttl": int,
         "refresh_token_ttl": int,

@@ -49,7 +49,9 @@ class FaultRule:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+            raise ValueError(
+                f"unknown fault kind {self.kind!r}; expected one of {', '.join(KINDS)}"
+            )
         if self.method is not None:
             self.method = self.method.upper()
         if not 0.0 <= self.probability <= 1.0:

@@ -45,7 +45,7 @@ def document() -> JSONObject:
 def registry() -> Registry[Any]:
     """A registry holding the whole document, so pointers into it resolve."""
     resource: Resource[Any] = DRAFT4.create_resource(document())
-    return Registry().with_resource(SCHEMA_URI, resource)
+    return cast(Registry[Any], Registry().with_resource(SCHEMA_URI, resource))
 
 
 _BASE_TYPE = Draft4Validator.VALIDATORS["type"]
@@ -304,7 +304,7 @@ def parse_form(pairs: Sequence[tuple[str, str]]) -> JSONObject:
             continue
         parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
         _assign(root, parts, value)
-    return _listify(root)
+    return cast(JSONObject, _listify(root))
 
 
 def _assign(node: Any, parts: list[str], value: str) -> None:
@@ -456,7 +456,7 @@ UNDECLARED_FALLBACKS = {
 }
 
 
-def response_pointer(op: Operation | None, status: int) -> str | None | bool:
+def response_pointer(op: Operation | None, status: int) -> str | bool | None:
     """Pointer of the schema for ``status``; ``None`` for a declared empty body; ``False``
     when neither the operation nor freee's common errors define it."""
     if op is not None:

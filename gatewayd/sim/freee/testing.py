@@ -90,6 +90,24 @@ def check_record(entry: dict[str, Any]) -> list[str]:
     return problems
 
 
+def validation_messages(response: httpx.Response) -> list[str]:
+    """The ``validation`` messages of a freee error answer, checking its shape on the way:
+    ``{"status_code": N, "errors": [{"type": "status", ...}, {"type": "validation", ...}]}``."""
+    body = response.json()
+    problems = []
+    if body.get("status_code") != response.status_code:
+        problems.append(f"status_code {body.get('status_code')} != {response.status_code}")
+    errors = body.get("errors") or []
+    if not errors or errors[0].get("type") != "status":
+        problems.append("the first error is not the status message")
+    found = [e for e in errors if e.get("type") == "validation"]
+    if len(found) != 1:
+        problems.append(f"{len(found)} validation entries instead of 1")
+    if problems:
+        raise AssertionError(f"not freee's error body ({'; '.join(problems)}): {body}")
+    return [str(m) for m in found[0]["messages"]]
+
+
 class ResponseAudit:
     """Reads the recorded responses of a directory incrementally and checks them."""
 
@@ -156,7 +174,9 @@ def freee_tokens(freee_emulator: EmulatorServer) -> dict[str, Any]:
 
 
 @pytest.fixture
-def freee_api(freee_emulator: EmulatorServer, freee_tokens: dict[str, Any]) -> Iterator[httpx.Client]:
+def freee_api(
+    freee_emulator: EmulatorServer, freee_tokens: dict[str, Any]
+) -> Iterator[httpx.Client]:
     """An httpx client on the emulator with the bearer token of ``freee_tokens``."""
     with httpx.Client(
         base_url=freee_emulator.base_url,
