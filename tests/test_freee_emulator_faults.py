@@ -32,6 +32,16 @@ def test_latency(freee: Freee):
     assert time.monotonic() - started < 0.3  # times=1: used up
 
 
+def test_latency_beyond_the_clients_timeout_still_stores(freee: Freee):
+    freee.control.add_fault("latency", ms=500, method="POST", path="/api/1/deals", times=1)
+    with pytest.raises(httpx.ReadTimeout):
+        freee.http.post("/api/1/deals", json=freee.sale(), timeout=0.1)
+    deadline = time.monotonic() + 5
+    while not freee.control.deals() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(freee.control.deals()) == 1
+
+
 def test_500_and_503_bodies_and_nothing_stored(freee: Freee):
     freee.control.add_fault("http_500", method="POST", path="/api/1/deals", times=1)
     freee.control.add_fault("http_503", method="POST", path="/api/1/deals", times=1)

@@ -87,6 +87,12 @@ class FreeeFront:
         template = op.template if op else None
         endpoint = f"{method} {template or path}"
         request_id = uuid.uuid4().hex
+        # The whole request is read first: faults (latency) act on a received request, so a
+        # client that gives up while the emulator is slow does not stop it from storing.
+        request_body = await _read_body(receive)
+        if request_body is None:
+            return  # the client left before sending its request
+        receive = _replay(request_body)
 
         before = self.emu.faults.fire(BEFORE_KINDS, method, path, template)
         await self._sleep(before, "latency")
@@ -211,3 +217,27 @@ class FreeeFront:
             "request_id": request_id,
             "emulator_error": bug,
         })
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
