@@ -28,6 +28,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
     ("firstboot",): ("gatewayd.firstboot", "import gatewayd.toml and secrets from /boot/firmware"),
     ("doctor",): ("gatewayd.doctor", "check configuration, devices, storage and clock, with fixes"),
+    ("link",): ("gatewayd.link_cli", "link the box to a freee会計 company (OAuth, PKCE)"),
+    ("unlink",): ("gatewayd.link_cli", "revoke and delete the freee link"),
+    ("resend",): ("gatewayd.resend_cli", "re-sync a day or a range of days with freee"),
     ("passwd",): ("gatewayd.passwd_cli", "set the status page password (argon2 hash, mode 0600)"),
 }
 
