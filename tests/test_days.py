@@ -780,3 +780,28 @@ def test_totals_of_records_by_class_and_method() -> None:
     assert totals.by_class[TaxClass.STANDARD] == 1210
     assert totals.by_method[Method.CREDIT] == 1100
     assert totals.cash_difference == 0 and totals.tax == 132
+
+
+def test_malformed_open_still_opens_its_day() -> None:
+    analysis = analyze_journal(set_field(two_days(), 1, 6, "30,000"))
+    assert [d.status for d in analysis.days] == ["held", "accepted"]
+    assert analysis.days[0].reason == (
+        "format: record 1 (O): field 6 (opening_cash) '30,000' is not money (0, or digits "
+        "without leading zero, - when negative, never -0)")
+    assert analysis.days[0].business_date == D1 and analysis.strays == ()
+
+
+def test_unreadable_record_number_takes_the_next_number() -> None:
+    lines = set_field(small_day(), 10, 1, "1O")
+    day = only_day(lines)
+    assert day.status == "held"
+    assert day.reason is not None and day.reason.startswith(
+        "format: record ? (L): field 1 (record number) '1O' is not a record number")
+    assert day.failures[0].records == (10,)
+    assert analyze_journal(lines).breaks == ()
+
+
+def test_empty_line_in_a_file_is_a_malformed_record() -> None:
+    data = as_bytes(small_day()).replace(b"\n14\t", b"\n\n15\t", 1)
+    day = only_day(split_records(data))
+    assert day.reason is not None and day.reason.startswith("format: record ?: field 1")
