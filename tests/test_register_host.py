@@ -356,6 +356,8 @@ def test_storage_error_means_no_k_then_resumes(rig_factory: RigFactory) -> None:
     failed_js = [t for t, e in rig.sim.events if e[0] == "J"][:2]
     assert all(t < first_k for t in failed_js)
     assert host.counters.store_failures == 2
+    state = host.snapshot()
+    assert state.current_error is None and "disk full" in (state.last_error or "")
     assert rig.stored_journal() == encoded(rig.journal)
     assert assert_k_after_commit(rig.sim.events, rig.sink) >= 1
 
@@ -367,6 +369,7 @@ def test_storage_error_state_is_visible(rig_factory: RigFactory) -> None:
     host.poll_once()
     state = host.snapshot()
     assert "disk full" in (state.last_error or "")
+    assert state.current_error == state.last_error
     assert rig.sim.events_named("K") == []
     assert rig.sim.committed == 0 and rig.sink.records == {}
 

@@ -128,7 +128,8 @@ class HostState:
 
     register_id: str
     link_up: bool
-    last_error: str | None
+    current_error: str | None  # the problem of the latest cycle; None once a cycle is clean
+    last_error: str | None  # the latest problem ever (kept for the status page's history)
     last_error_at: datetime | None
     last_info: StatusInfo | None
     last_status: RegisterStatus | None
@@ -179,6 +180,8 @@ class RegisterHost:
         self.counters = HostCounters()
         self._link_up = False
         self._last_error: str | None = None
+        self._current_error: str | None = None
+        self._cycle_errors = 0
         self._last_error_at: datetime | None = None
         self._last_info: StatusInfo | None = None
         self._last_status: RegisterStatus | None = None
@@ -194,6 +197,7 @@ class RegisterHost:
             return HostState(
                 register_id=self.config.register_id,
                 link_up=self._link_up,
+                current_error=self._current_error,
                 last_error=self._last_error,
                 last_error_at=self._last_error_at,
                 last_info=self._last_info,
@@ -206,8 +210,9 @@ class RegisterHost:
 
     def _error(self, exc: BaseException, *, level: int = logging.WARNING) -> None:
         with self._lock:
-            self._last_error = str(exc)
+            self._last_error = self._current_error = str(exc)
             self._last_error_at = datetime.now()
+            self._cycle_errors += 1
         self.log.log(level, "%s: %s", type(exc).__name__, exc)
 
     # -- thread ------------------------------------------------------------------------------
@@ -240,8 +245,12 @@ class RegisterHost:
                     self._wait_backoff()
                     continue
             answered = self.counters.exchanges
+            self._cycle_errors = 0
             try:
                 self.poll_once()
+                if not self._cycle_errors:
+                    with self._lock:
+                        self._current_error = None
             except LinkDown as exc:
                 self._link_down(exc)
                 self._wait_backoff()
