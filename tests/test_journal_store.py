@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.errors import DiskFull, StoreCorrupt
+from gatewayd.errors import DiskFull, StorageError, StoreCorrupt
 from gatewayd.store.journal import MIGRATIONS, CloseRow, DayRow, JournalStore, record_number
 
 REG = "0001-01"
@@ -151,3 +151,24 @@ def test_sigkill_during_writes_keeps_all_or_nothing(tmp_path: Path) -> None:
         assert len(numbers) % 20 == 0, "a transaction is all or nothing"
         assert len(numbers) >= acknowledged, "every acknowledged record is kept"
         store.close()
+
+
+def test_two_processes_creating_the_store_at_once(tmp_path: Path) -> None:
+    """The daemon and `gatewayd status` may open a new file at the same moment."""
+    script = (
+        "import sys; from pathlib import Path; from gatewayd.store.journal import JournalStore;"
+        f"JournalStore.in_state_dir(Path({str(tmp_path)!r})).ensure_register('{REG}', '0001', '01')"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+             for _ in range(6)]
+    errors = [p.communicate()[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    assert JournalStore.in_state_dir(tmp_path).register_ids() == [REG]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = JournalStore.in_state_dir(tmp_path)
+    store._conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    store.close()
+    with pytest.raises(StorageError, match="newer than this gatewayd"):
+        JournalStore.in_state_dir(tmp_path)

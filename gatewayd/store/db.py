@@ -72,17 +72,26 @@ def open_database(
 
 
 def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(migrations):
-        raise StorageError(
-            f"schema version {version} is newer than this gatewayd knows ({len(migrations)})",
-            staff_message="データベースが新しい版のものです。gatewayd を更新してください。",
-        )
-    for number in range(version, len(migrations)):
+    """Apply the missing migrations, each in its own write transaction.
+
+    The version is read inside the transaction, so two processes opening a new file at once
+    (the daemon and ``gatewayd status``) never both apply the same migration.
+    """
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            migrations[number](conn)
-            conn.execute(f"PRAGMA user_version={number + 1}")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(migrations):
+                raise StorageError(
+                    f"schema version {version} is newer than this gatewayd knows"
+                    f" ({len(migrations)})",
+                    staff_message="データベースが新しい版のものです。gatewayd を更新してください。",
+                )
+            if version == len(migrations):
+                conn.execute("COMMIT")
+                return
+            migrations[version](conn)
+            conn.execute(f"PRAGMA user_version={version + 1}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
