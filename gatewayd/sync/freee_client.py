@@ -256,13 +256,17 @@ class FreeeClient:
         return dict(data["deal"])
 
     def update_deal(self, deal_id: int, body: dict[str, Any]) -> dict[str, Any]:
-        # PUT replaces the lines: repeating it leaves the same deal, so it may retry
-        data = self.read(lambda: self.call("PUT", f"/api/1/deals/{deal_id}", json=body))
+        # only a PUT that surely never left is repeated here; else the caller looks it up
+        data = self.retrying(reads=False)(
+            lambda: self.call("PUT", f"/api/1/deals/{deal_id}", json=body)
+        )
         return dict(data["deal"])
 
     def delete_deal(self, company_id: int, deal_id: int) -> None:
         params = {"company_id": company_id}
-        self.read(lambda: self.call("DELETE", f"/api/1/deals/{deal_id}", params=params))
+        self.retrying(reads=False)(
+            lambda: self.call("DELETE", f"/api/1/deals/{deal_id}", params=params)
+        )
 
     # -- transfers --------------------------------------------------------------------------
 
@@ -296,4 +300,6 @@ class FreeeClient:
 
     def delete_transfer(self, company_id: int, transfer_id: int) -> None:
         params = {"company_id": company_id}
-        self.read(lambda: self.call("DELETE", f"/api/1/transfers/{transfer_id}", params=params))
+        self.retrying(reads=False)(
+            lambda: self.call("DELETE", f"/api/1/transfers/{transfer_id}", params=params)
+        )
