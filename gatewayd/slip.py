@@ -10,7 +10,7 @@ width (double-byte = full-width, single byte = half-width).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -291,3 +291,24 @@ def reprint_banner(*, columns: int = 42) -> bytes:
     w.wrapped("前回の印刷が途中で止まった可能性があります。"
               "同じ内容の控えが2枚ある場合は1枚を破棄してください。", 0)
     return bytes(w.out) + KANJI_OFF
+
+
+def render_notice(title: str, lines: Sequence[str], *, urls: Sequence[str] = (),
+                  columns: int = 42, qr_size: int = 6) -> bytes:
+    """A short notice slip (first-boot setup, test print): title, wrapped lines, QR of the
+    first URL and every URL as text."""
+    w = _Writer(columns)
+    w.raw(ALIGN_CENTER + SIZE_DOUBLE)
+    w.line(title)
+    w.raw(SIZE_NORMAL + ALIGN_LEFT)
+    w.rule()
+    for text in lines:
+        w.wrapped(text, indent=0)
+    if urls:
+        w.rule()
+        w.raw(ALIGN_CENTER)
+        w.raw(qr_code(urls[0], size=qr_size) + b"\n")
+        for url in urls:
+            w.line(url)
+        w.raw(ALIGN_LEFT)
+    return w.finish()

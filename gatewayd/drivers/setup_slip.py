@@ -1,0 +1,39 @@
+"""The first-boot status slip: printed straight to the configured printer.
+
+``gatewayd firstboot`` runs before the daemon, so it cannot queue through the daemon's
+printer monitor; it opens the printer once, checks it answers online, prints, and closes.
+A printer that is absent or not ready is reported (the slip text is also in the journal and
+beside the configuration on the boot partition), never fatal to the import.
+"""
+
+from __future__ import annotations
+
+from gatewayd.config import Settings
+from gatewayd.drivers.printer import PrinterDriver
+from gatewayd.drivers.printer_settings import device_settings_from
+from gatewayd.errors import PrinterUnavailable
+from gatewayd.firstboot import SetupSlip
+from gatewayd.slip import render_notice
+
+
+def print_setup_slip(slip: SetupSlip, settings: Settings | None) -> None:
+    """``firstboot.SLIP_HOOK``: print ``slip`` or raise why it could not be printed."""
+    if settings is None:
+        raise PrinterUnavailable("no valid configuration: the printer is unknown")
+    printer, _drawer, slip_settings = device_settings_from(settings)
+    if printer is None:
+        raise PrinterUnavailable("no [printer] in the configuration")
+    lines = list(slip.lines)
+    if slip.error:
+        lines.append(slip.error)
+    body = render_notice(slip.title, lines, urls=slip.page_urls, columns=printer.columns,
+                         qr_size=slip_settings.qr_size)
+    driver = PrinterDriver(printer)
+    try:
+        status = driver.poll()
+        if not status.can_print:
+            raise PrinterUnavailable(f"printer not ready: {status.describe()}",
+                                     staff_message=status.staff_message)
+        driver.write(body)
+    finally:
+        driver.close()
