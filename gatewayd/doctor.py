@@ -111,7 +111,8 @@ CHECKS: list[Check] = []
 EXTERNAL_CHECKS: dict[str, str] = {
     # "freee link": "gatewayd.sync.doctor:check_link",
     # "freee masters": "gatewayd.sync.doctor:check_masters",
-    # "drawer calibration": "gatewayd.drivers.doctor:check_drawer",
+    "printer": "gatewayd.drivers.doctor_checks:check_printer",
+    "drawer": "gatewayd.drivers.doctor_checks:check_drawer",
 }
 
 
@@ -714,11 +715,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boot-dir", type=Path, default=None,
                         help="boot partition (default /boot/firmware)")
     parser.add_argument("--user", default=SERVICE_USER, help="service user (default %(default)s)")
+    parser.add_argument("--calibrate-drawer", action="store_true",
+                        help="find the drawer's polarity with staff at the drawer, then check")
 
 
 def run(args: argparse.Namespace) -> int:
     ctx = make_context(args.config, state_dir=args.state_dir, boot_dir=args.boot_dir,
                        service_user=args.user)
+    if args.calibrate_drawer:
+        from gatewayd.drivers.doctor_checks import calibrate
+
+        def wait_for_enter() -> None:
+            input("Enter で続行 / press Enter: ")
+
+        found = calibrate(ctx, ready=wait_for_enter)
+        if found is None:
+            sys.stdout.write("no [printer] configured: nothing to calibrate\n")
+        else:
+            sys.stdout.write(found.message + "\n")
+            if found.setting_line:
+                sys.stdout.write(f"[drawer]\n{found.setting_line}\n")
     results = run_checks(ctx)
     out = format_json(results) if args.json else format_text(results)
     sys.stdout.write(out + "\n")
