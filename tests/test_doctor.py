@@ -238,6 +238,7 @@ def test_command_json_and_exit_code(
     assert load_settings(cfg).registers[0].port == pty_port
     keep = {"configuration", "configured devices", "state directory"}
     monkeypatch.setattr(doctor, "CHECKS", [c for c in doctor.CHECKS if c.name in keep])
+    monkeypatch.setattr(doctor, "EXTERNAL_CHECKS", {})
     argv = ["doctor", "--config", str(cfg), "--json", "--user", getpass.getuser(),
             "--boot-dir", str(tmp_path / "boot")]
     assert main(argv) == 0
