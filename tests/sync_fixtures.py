@@ -205,6 +205,7 @@ class SchemaCheckingTransport(httpx.BaseTransport):
         self.requests: list[tuple[str, str]] = []
         self.statuses: list[int] = []
         self.hooks: list[Callable[[httpx.Request, httpx.Response | None], None]] = []
+        self.pre_hooks: list[Callable[[httpx.Request], None]] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -214,6 +215,8 @@ class SchemaCheckingTransport(httpx.BaseTransport):
         elif path == "/public_api/token":
             self.problems += check_token_request(request)
         self.requests.append((request.method, path))
+        for pre in list(self.pre_hooks):
+            pre(request)
         response = self.inner.handle_request(request)
         self.statuses.append(response.status_code)
         for hook in list(self.hooks):

@@ -7,8 +7,10 @@ emulator gives against the schema's responses (``freee_response_audit``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sync_fixtures import MAIN_COMPANY, REGISTER, Harness, link, make_days
 
@@ -238,3 +241,26 @@ def test_company_masters_resolved_by_name(harness: Harness) -> None:
     company = harness.emulator.control.company(MAIN_COMPANY)
     names = set(company.get("items") or {})
     assert "【POS Regi】現金" in names
+
+
+def test_move_to_sending_is_committed_before_the_request(harness: Harness) -> None:
+    """Seen from another connection (another process) while each POST is in flight, the
+    posting is already ``sending`` on disk, with one more attempt counted."""
+    svc = harness.service()
+    link(svc)
+    days = make_days(1, START)
+    accept(harness, svc, days)
+    seen: list[tuple[str, int]] = []
+
+    def inspect(request: httpx.Request) -> None:
+        if request.method == "POST" and request.url.path == "/api/1/deals":
+            ref = json.loads(request.content)["ref_number"]
+            with sqlite3.connect(harness.state_dir / "outbox.sqlite") as conn:
+                row = conn.execute(
+                    "SELECT state, attempts FROM postings WHERE ref_number=?", (ref,)
+                ).fetchone()
+            seen.append(row)
+
+    harness.transport.pre_hooks.append(inspect)
+    harness.run(svc)
+    assert seen and all(state == "sending" and attempts >= 1 for state, attempts in seen)

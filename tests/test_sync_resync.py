@@ -134,13 +134,11 @@ def test_granularity_change_deletes_first_then_posts(harness: Harness) -> None:
     svc = restart(harness, svc, granularity="day")
     plan = svc.plan_for(REGISTER, _days[0])
     report = svc.resend(REGISTER.register_id, DAY, DAY)
-    if plan.granularity.value == "day":
-        assert sorted(report.days[0].delete) == old_sales
-        writes = writes_during(harness, lambda: harness.run(svc))
-        methods = [m for m, _ in writes]
-        assert methods == ["DELETE"] * len(old_sales) + ["POST"]  # deletions go first
-    else:  # the day cannot be one deal: planned as summary, nothing changes
-        assert report.days[0].writes == 0
+    assert plan.granularity.value == "day"  # this generated day fits one deal
+    assert sorted(report.days[0].delete) == old_sales
+    writes = writes_during(harness, lambda: harness.run(svc))
+    methods = [m for m, _ in writes]
+    assert methods == ["DELETE"] * len(old_sales) + ["POST"]  # deletions go first
     refs = sorted(d["ref_number"] for d in harness.deals())
     assert refs == sorted(p.ref_number for p in plan.postings)
 
