@@ -62,7 +62,7 @@ def build_app(emu: Emulator) -> ASGIApp:
             Route("/public_api/token", token, methods=["POST"]),
             Route("/public_api/revoke", revoke, methods=["POST"]),
             Route("/api/{rest:path}", api_request,
-                  methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+                  methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
             Mount("/_emulator", routes=control.routes(emu)),
         ]
     )

@@ -450,7 +450,7 @@ class EmulatorProcess:
         command = [sys.executable, "-m", "gatewayd", "sim", "freee", "--port", str(self.port),
                    "--state", str(self.state_path), *self.args]
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            command, stdout=subprocess.PIPE, text=True  # stderr: the parent's (logs)
         )
         line = _read_line(self.process, self.startup_timeout)
         if not line.startswith(LISTENING_PREFIX):
