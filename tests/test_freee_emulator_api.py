@@ -312,3 +312,22 @@ def test_invalid_json_body(freee: Freee):
     response = freee.http.post("/api/1/deals", content=b"{not json",
                                headers={"content-type": "application/json"})
     assert validation_messages(response) == ["JSONの形式が不正です。"]
+
+
+def test_form_urlencoded_deal_with_nested_lines(freee: Freee):
+    form = {
+        "company_id": str(freee.company_id), "issue_date": "2025-01-10", "type": "income",
+        "details[0][account_item_id]": str(freee.account("売上高")),
+        "details[0][tax_code]": "129", "details[0][amount]": "1100",
+        "details[0][tag_ids][]": str(freee.masters["tags"]["POS"]),
+        "details[1][account_item_id]": str(freee.account("売上高")),
+        "details[1][tax_code]": "156", "details[1][amount]": "1080",
+    }
+    created = freee.http.post("/api/1/deals", data=form)
+    assert created.status_code == 201, created.text
+    deal = created.json()["deal"]
+    assert [(d["tax_code"], d["amount"], d["vat"]) for d in deal["details"]] == [
+        (129, 1100, 100), (156, 1080, 80)]
+    assert deal["details"][0]["tag_ids"] == [freee.masters["tags"]["POS"]]
+    bad = freee.http.post("/api/1/deals", data={**form, "details[1][amount]": "abc"})
+    assert validation_messages(bad) == ["details[1].amount は整数で指定してください。"]

@@ -208,3 +208,14 @@ def test_the_audit_sees_this_suites_responses(freee: Freee, freee_response_audit
     freee.http.get("/api/1/companies")
     freee_response_audit.new_problems()
     assert freee_response_audit.checked > before
+
+
+def test_custom_client_credentials(tmp_path: Path, freee_response_audit: Any):
+    with EmulatorServer(tmp_path / "c.sqlite3", client_id="pos-app", client_secret="s3cret",
+                        auto_approve=True) as server:
+        tokens = server.obtain_tokens()
+        assert tokens["company_id"] == str(MAIN_COMPANY_ID)
+        refused = httpx.get(f"{server.base_url}/public_api/authorize", params={
+            "response_type": "code", "client_id": "gatewayd-emulator-client",
+            "redirect_uri": "urn:ietf:wg:oauth:2.0:oob"})
+        assert refused.status_code == 400
