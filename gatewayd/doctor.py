@@ -109,8 +109,8 @@ CHECKS: list[Check] = []
 
 # Checks owned by other parts of gatewayd: name -> "module:function" (imported lazily).
 EXTERNAL_CHECKS: dict[str, str] = {
-    # "freee link": "gatewayd.sync.doctor:check_link",
-    # "freee masters": "gatewayd.sync.doctor:check_masters",
+    "freee link": "gatewayd.sync.doctor:check_link",
+    "freee masters": "gatewayd.sync.doctor:check_masters",
     "printer": "gatewayd.drivers.doctor_checks:check_printer",
     "drawer": "gatewayd.drivers.doctor_checks:check_drawer",
 }
