@@ -165,7 +165,9 @@ def _follow_requests(
             req = service.outbox.request(rid)
             if req is not None and req.done_at is not None:
                 pending.remove(rid)
-                reports += [DayReport.from_json(r) for r in req.report or []]
+                reports += [
+                    DayReport.from_json(r) for r in req.report or [] if "business_date" in r
+                ]
         bar.show(len(request_ids) - len(pending))
         if pending:
             time.sleep(0.5)

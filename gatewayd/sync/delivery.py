@@ -21,7 +21,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gatewayd.errors import (
@@ -151,6 +151,7 @@ class Deliverer:
         settings: FreeeSettings,
         *,
         item_prefix: Callable[[], str],
+        wanted_items: Callable[[], set[str]] = set,
         after_request: Callable[[str, PostingRow], None] | None = None,
     ) -> None:
         self.outbox = outbox
@@ -158,6 +159,7 @@ class Deliverer:
         self.masters = masters
         self.settings = settings
         self.item_prefix = item_prefix
+        self.wanted_items = wanted_items  # every prefixed 品目 the settings can name
         self.after_request = after_request  # test hook: called once freee answered a write
 
     # -- the day gate (section 4 and 5) -------------------------------------------------------
@@ -181,7 +183,10 @@ class Deliverer:
         prefix = self.item_prefix()
         creatable = [m for m in missing if m.kind == "items" and m.name.startswith(prefix)]
         if creatable:
-            self._create_items(creatable, now)
+            # create the other methods' 品目 too, so a later day never pays for it
+            items = {m.name for m in creatable}
+            items |= {n for n in self.wanted_items() if n.startswith(prefix)} - set(masters.items)
+            self._create_items([MissingName("items", n) for n in sorted(items)], now)
             masters = self.masters.refresh(now)
             missing = masters.missing_names(postings)
         if missing:
@@ -302,17 +307,20 @@ class Deliverer:
             return None
         return posting, body
 
-    def _claim(self, row: PostingRow, now: datetime) -> None:
-        """Committed before the request goes out (rule 1)."""
+    def _claim(self, row: PostingRow, now: datetime) -> bool:
+        """Committed before the request goes out (rule 1). False when the row changed since
+        it was read (a re-plan by another thread): it is left for the next step."""
         with self.outbox.tx() as conn:
-            self.outbox.update_posting(
-                conn,
-                row.id,
-                state=PostingState.SENDING,
-                sending_since=now,
-                attempts=row.attempts + 1,
-                updated_at=now,
+            cur = conn.execute(
+                """UPDATE postings SET state='sending', sending_since=?, attempts=attempts+1,
+                     updated_at=? WHERE id=? AND updated_at=? AND state IN ('pending','sending')""",
+                (now.astimezone(UTC).isoformat(), now.astimezone(UTC).isoformat(), row.id,
+                 row.updated_at.astimezone(UTC).isoformat()),
             )
+            claimed = cur.rowcount == 1
+        if not claimed:
+            log.info("%s changed while being sent: left for the next step", row.ref_number)
+        return claimed
 
     def _create(self, row: PostingRow, now: datetime, cache: StepCache) -> None:
         resolved = self._resolve(row, now)
@@ -334,7 +342,8 @@ class Deliverer:
                 return
             with self.outbox.tx() as conn:
                 self.outbox.add_attempt(conn, row.id, now, "GET (look-up)", "not_found")
-        self._claim(row, now)
+        if not self._claim(row, now):
+            return
         what = f"POST /api/1/{'transfers' if kind == 'transfer' else 'deals'}"
         try:
             if posting.kind is PostingKind.TRANSFER:
@@ -373,7 +382,8 @@ class Deliverer:
             if row.freee_view is not None and edited(row.freee_view, view_of("deal", current)):
                 self._hold_conflict(row, now, "edited in freee while an update was in flight")
                 return
-        self._claim(row, now)
+        if not self._claim(row, now):
+            return
         what = f"PUT /api/1/deals/{row.freee_id}"
         try:
             obj = self.client.update_deal(row.freee_id, put_body)
@@ -394,7 +404,8 @@ class Deliverer:
         if row.freee_id is None:
             self._deleted(row, now, "nothing to delete")
             return
-        self._claim(row, now)
+        if not self._claim(row, now):
+            return
         plural = "transfers" if row.freee_kind == "transfer" else "deals"
         what = f"DELETE /api/1/{plural}/{row.freee_id}"
         try:

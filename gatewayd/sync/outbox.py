@@ -623,6 +623,9 @@ class Outbox:
             for r in rows
         ]
 
+    def last_done_at(self) -> datetime | None:
+        return _dt(self._rows("SELECT MAX(done_at) FROM postings")[0][0])
+
     def counts(self) -> dict[str, int]:
         rows = self._rows("SELECT state, COUNT(*) FROM postings GROUP BY state")
         return {r[0]: int(r[1]) for r in rows}

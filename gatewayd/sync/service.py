@@ -167,6 +167,7 @@ class SyncService:
             self.masters,
             self.freee,
             item_prefix=lambda: self.mapping.item_prefix,
+            wanted_items=self._wanted_items,
             after_request=after_request,
         )
         self.resyncer = Resyncer(self.outbox, self.client, self.masters, self.deliverer)
@@ -218,6 +219,12 @@ class SyncService:
     def settings_hash(self, reg: RegisterSettings) -> str:
         text = repr(self.mapping.for_register(reg))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _wanted_items(self) -> set[str]:
+        names: set[str] = set()
+        for reg in self.settings.registers:
+            names |= self.mapping.for_register(reg).names_used()["items"]
+        return names
 
     def plan_for(self, reg: RegisterSettings, day: BusinessDay) -> DayPlan:
         return plan_day(day, reg.store_code, reg.terminal_no, self.mapping.for_register(reg))
@@ -465,7 +472,11 @@ class SyncService:
         cache = StepCache()
         # re-syncs asked for (re-close, resend from another process, resolutions)
         for request in self.outbox.open_requests():
-            reg = self._register(request.register_id)
+            try:
+                reg = self._register(request.register_id)
+            except GatewayError as exc:
+                self.outbox.finish_request(request.id, now, [{"error": str(exc)}])
+                continue
             reports = []
             for day in _day_range(request.start, request.end):
                 day_report = self._resync_one(reg, day, now, cache)
@@ -700,8 +711,7 @@ class SyncService:
             paused_until = datetime.fromisoformat(pause["until"])
         next_due = self.outbox.next_due()
         counts = self.outbox.counts()
-        done_rows = self.outbox.postings_in_state(PostingState.DONE)
-        last_sync = max((r.done_at for r in done_rows if r.done_at), default=None)
+        last_sync = self.outbox.last_done_at()
         errors = tuple(
             ErrorEntry(at=at, source=ErrorSource.FREEE, message=msg, staff_message=staff or "")
             for at, _kind, msg, staff in self.outbox.recent_errors()
