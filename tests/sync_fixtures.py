@@ -286,6 +286,7 @@ def freee_settings(base_url: str, **overrides: Any) -> FreeeSettings:
         "client_secret": CLIENT_SECRET,
         "retry_initial": 0.01,
         "retry_max": 30.0,
+        "lookup_delay": 2.0,
         "connect_timeout": 2.0,
         "read_timeout": 5.0,
     }

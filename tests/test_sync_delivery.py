@@ -170,6 +170,7 @@ def test_429_honours_retry_time(harness: Harness) -> None:
 
 
 def test_freee_down_waits_on_next_attempt_not_a_loop(harness: Harness) -> None:
+    harness.freee_overrides["lookup_delay"] = 0.0  # show the backoff itself
     svc = harness.service()
     link(svc)
     days = make_days(1, START)

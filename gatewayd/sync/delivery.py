@@ -570,8 +570,12 @@ class Deliverer:
             self._back_to(row, now, PostingState.PENDING, until, what, "retry", exc)
             raise CompanyPause(until, exc)
         if isinstance(exc, FreeeRetryLater):
-            # it may have reached freee: look it up before sending again
-            until = now + timedelta(seconds=backoff(self.settings, attempts))
+            # it may have reached freee — and may still be in progress there: look it up
+            # (after a settling delay) before sending again
+            wait = backoff(self.settings, attempts)
+            if lookup:
+                wait = max(wait, self.settings.lookup_delay)
+            until = now + timedelta(seconds=wait)
             self._back_to(
                 row, now, PostingState.SENDING, until, what, "ambiguous", exc, lookup=lookup
             )

@@ -44,6 +44,7 @@ class FreeeSettings:
     recheck_interval: float = 3600.0  # held days (fiscal year, masters) are checked again
     retry_initial: float = 1.0  # first short-retry wait; doubles, with jitter
     retry_max: float = 1800.0  # cap of the outbox's next-attempt backoff
+    lookup_delay: float = 60.0  # after a send without answer, wait before looking it up
 
     @property
     def authorize_url(self) -> str:
@@ -142,6 +143,7 @@ def parse_freee(reader: TableReader) -> FreeeSettings:
         recheck_interval=reader.float("recheck_interval", 3600.0, minimum=1.0, maximum=86400.0),
         retry_initial=reader.float("retry_initial", 1.0, minimum=0.0, maximum=60.0),
         retry_max=reader.float("retry_max", 1800.0, minimum=1.0, maximum=86400.0),
+        lookup_delay=reader.float("lookup_delay", 60.0, minimum=0.0, maximum=3600.0),
     )
     if settings.client_secret is not None and settings.client_secret_file is not None:
         raise ConfigError(

@@ -456,6 +456,9 @@ class SyncService:
                 return self._until_link_recheck(now)
 
     def _step(self, now: datetime) -> float:
+        if self.tokens.usable():
+            # first, whatever else waits: the 90-day refresh token must never lapse
+            self.tokens.keepalive(now)
         if not self._link_ok(now):
             return self._until_link_recheck(now)
         pause = self.outbox.get_kv("pause")
@@ -464,7 +467,6 @@ class SyncService:
             if until > now:
                 return (until - now).total_seconds()
             self.outbox.set_kv("pause", None)
-        self.tokens.keepalive(now)
         if not self._started:
             self._started = True
             self._replan_changed_settings(now)
@@ -581,6 +583,9 @@ class SyncService:
         problem = self.outbox.get_kv("link_problem")
         if problem is not None:
             until = datetime.fromisoformat(problem["until"])
+            refresh = self.tokens.next_refresh_at()
+            if refresh is not None:
+                until = min(until, refresh)
             return max(STANDBY_WAIT, min((until - now).total_seconds(), IDLE_WAIT))
         return STANDBY_WAIT  # not linked: look for a new token file soon
 
