@@ -1046,7 +1046,7 @@ def _entry(line: Line) -> Entry:
         elif result.number is not None and result.number != number:
             kind = f" ({result.record_type})" if result.record_type else ""
             result = Malformed(number, result.record_type,
-                               f"record {number}{kind}: field 1 says {result.number}; "
+                               f"record {number}{kind}: field 1 says {result.number}, and "
                                + result.message.split(": ", 1)[-1],
                                result.business_date, result.close_no, result.first_record_no)
         return Entry(number, raw, None, result)
