@@ -803,3 +803,82 @@ def serve(app: Starlette) -> Iterator[str]:
 
 def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
+
+
+# ---- servers and clients for the tests ------------------------------------------------------
+
+PASSWORD = "kanjou-Sanpo-2025"  # the test shop's status page password
+
+
+def fast_hash(password: str) -> str:
+    """An argon2id hash with small parameters: verify reads them from the hash, so tests
+    log in in milliseconds while ``gatewayd passwd`` keeps the strong defaults."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(password)
+
+
+class FakeClock:
+    """A monotonic clock the tests move by hand (sessions, login window, link states)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@contextmanager
+def running_server(
+    state_dir: Any,
+    backend: FakeBackend | None = None,
+    *,
+    password: str | None = PASSWORD,
+    clock: FakeClock | None = None,
+    **settings: Any,
+) -> Iterator[Any]:
+    """A real ``WebServer`` on 127.0.0.1 (free port) over the fake backend."""
+    from gatewayd.web.password import password_path, write_password
+    from gatewayd.web.server import WebServer
+    from gatewayd.web.settings import Secret, WebSettings
+
+    if password is not None:
+        write_password(password_path(state_dir), fast_hash(password))
+    settings.setdefault("port", 0)
+    settings.setdefault("metrics_token", Secret(METRICS_TOKEN))
+    server = WebServer(
+        WebSettings(**settings),
+        backend or FakeBackend(),
+        state_dir=state_dir,
+        clock=clock or FakeClock(),
+        timezone=JST,
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def csrf_of(page: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "no CSRF field in the page"
+    return match.group(1)
+
+
+def login(client: Any, password: str = PASSWORD) -> str:
+    """Log ``client`` (an httpx.Client on the server's URL) in; returns the CSRF token."""
+    page = client.get("/login")
+    assert page.status_code == 200
+    resp = client.post(
+        "/login", data={"csrf": csrf_of(page.text), "password": password, "next": "/"}
+    )
+    assert resp.status_code == 303, resp.text
+    home = client.get("/")
+    assert home.status_code == 200
+    return csrf_of(home.text)
