@@ -70,6 +70,8 @@ class TableReader:
         value = self._get(name)
         if not isinstance(value, builtins.str) or value == "":
             raise self._fail(name, value, "a non-empty string")
+        if "\x00" in value:  # TOML allows \u0000; no path, URL or name can hold it
+            raise self._fail(name, value, "a string without NUL characters")
         if pattern is not None and re.fullmatch(pattern, value) is None:
             raise self._fail(name, value, f"a string matching {pattern}")
         if choices is not None:
@@ -155,8 +157,10 @@ class TableReader:
         if name not in self._data:
             return default
         value = self._get(name)
-        if not isinstance(value, list) or not all(isinstance(v, builtins.str) and v for v in value):
-            raise self._fail(name, value, "a list of non-empty strings")
+        if not isinstance(value, list) or not all(
+            isinstance(v, builtins.str) and v and "\x00" not in v for v in value
+        ):
+            raise self._fail(name, value, "a list of non-empty strings without NUL characters")
         return tuple(value)
 
     def table(self, name: builtins.str) -> TableReader:
