@@ -23,23 +23,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+import httpx
 
 from gatewayd.errors import FreeeRelink, GatewayError, PrinterUnavailable
 from gatewayd.protocol.records import METHOD_ORDER, TAX_CLASS_ORDER, Method, TaxClass
+from gatewayd.sim.freee import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, pkce_pair
+from gatewayd.sim.freee.server import authorize_url as emulator_authorize_url
 from gatewayd.sync.plan import (
     DayPlan,
     DayTotals,
@@ -79,7 +77,6 @@ from gatewayd.web.model import (
     RegisterOverview,
     ResolveChoice,
 )
-from gatewayd.web.server import bind_socket
 
 JST = timezone(timedelta(hours=9), "JST")
 NOW = datetime(2025, 1, 15, 23, 10, tzinfo=JST)
@@ -253,17 +250,20 @@ class Register:
 class FakeBackend:
     """The shop above; thread-safe; ``calls`` records every action for assertions."""
 
-    def __init__(self, *, consent_url: str = "http://127.0.0.1:9/public_api/authorize") -> None:
+    def __init__(self, *, freee_base_url: str | None = None) -> None:
+        """``freee_base_url``: link through the freee emulator there (real OAuth: consent
+        page, code, PKCE, token exchange); None: an offline link whose codes come from
+        ``consent_code``."""
         self._lock = threading.RLock()
         self._minutes = 0
-        self.consent_url = consent_url
+        self.freee_base_url = freee_base_url
         self.calls: list[tuple[Any, ...]] = []
         self.freee: dict[str, tuple[int, dict[str, Any]]] = {}  # ref → (id, posting JSON)
         self._next_id = 880_000_001
-        self._pending_states: dict[str, str] = {}  # state → redirect_uri
+        self._pending_states: dict[str, tuple[str, str]] = {}  # state → (redirect, verifier)
         self.access_token = ACCESS_TOKEN
         self.refresh_token = REFRESH_TOKEN
-        self.client_secret = CLIENT_SECRET
+        self.client_secret = CLIENT_SECRET if freee_base_url is None else DEFAULT_CLIENT_SECRET
         self.link = FreeeLink(
             state=LinkState.LINKED,
             company_name=COMPANY,
@@ -676,7 +676,17 @@ class FakeBackend:
         with self._lock:
             self.calls.append(("link_start", redirect_uri))
             state = secrets.token_urlsafe(16)
-            self._pending_states[state] = redirect_uri
+            if self.freee_base_url is not None:
+                verifier, challenge = pkce_pair()
+                self._pending_states[state] = (redirect_uri, verifier)
+                return emulator_authorize_url(
+                    self.freee_base_url,
+                    client_id=DEFAULT_CLIENT_ID,
+                    redirect_uri=redirect_uri,
+                    state=state,
+                    code_challenge=challenge,
+                )
+            self._pending_states[state] = (redirect_uri, "")
             query = urlencode(
                 {
                     "response_type": "code",
@@ -686,25 +696,65 @@ class FakeBackend:
                     "prompt": "select_company",
                 }
             )
-            return f"{self.consent_url}?{query}"
+            return f"http://127.0.0.1:9/public_api/authorize?{query}"
+
+    def _exchange(self, code: str, redirect_uri: str, verifier: str) -> tuple[int, str]:
+        """The token request to the emulator; returns (company id, company name)."""
+        assert self.freee_base_url is not None
+        with httpx.Client(base_url=self.freee_base_url, timeout=10) as http:
+            resp = http.post(
+                "/public_api/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                    "client_id": DEFAULT_CLIENT_ID,
+                    "client_secret": self.client_secret,
+                    "code_verifier": verifier,
+                },
+            )
+            if resp.status_code != 200:
+                raise FreeeRelink(
+                    f"token exchange refused: {resp.status_code} {resp.json().get('error')}",
+                    staff_message="freee会計との連携に失敗しました。もう一度やり直してください。",
+                )
+            tokens = resp.json()
+            self.access_token = tokens["access_token"]
+            self.refresh_token = tokens["refresh_token"]
+            company_id = int(tokens["company_id"])
+            company = http.get(
+                f"/api/1/companies/{company_id}",
+                headers={"authorization": f"Bearer {self.access_token}"},
+            )
+            company.raise_for_status()
+            body = company.json()["company"]
+            return company_id, body.get("display_name") or body["name"]
 
     def link_finish(self, code: str, state: str) -> FreeeLink:
         with self._lock:
             self.calls.append(("link_finish", state))
-            if self._pending_states.pop(state, None) is None or not hmac.compare_digest(
-                code, consent_code(state)
-            ):
+            pending = self._pending_states.pop(state, None)
+            if pending is None:
+                raise FreeeRelink(
+                    "unknown OAuth state",
+                    staff_message="freee会計との連携に失敗しました。もう一度やり直してください。",
+                )
+            if self.freee_base_url is not None:
+                company_id, company_name = self._exchange(code, *pending)
+            elif hmac.compare_digest(code, consent_code(state)):
+                company_id, company_name = COMPANY_ID, COMPANY
+                self.access_token = "fk_acc_" + secrets.token_urlsafe(24)
+                self.refresh_token = "fk_ref_" + secrets.token_urlsafe(24)
+            else:
                 raise FreeeRelink(
                     "token exchange refused: invalid_grant",
                     staff_message="freee会計との連携に失敗しました。もう一度やり直してください。",
                 )
-            self.access_token = "fk_acc_" + secrets.token_urlsafe(24)
-            self.refresh_token = "fk_ref_" + secrets.token_urlsafe(24)
             at = self._tick()
             self.link = FreeeLink(
                 state=LinkState.LINKED,
-                company_name=COMPANY,
-                company_id=COMPANY_ID,
+                company_name=company_name,
+                company_id=company_id,
                 refreshed_at=at,
                 expires_at=at + timedelta(days=90),
             )
@@ -737,72 +787,6 @@ class FakeBackend:
                 },
                 freee_errors=dict(self.freee_errors),
             )
-
-
-# ---- a consent page over real HTTP (stand-in for freee's accounts host) -------------------
-
-
-def consent_app() -> Starlette:
-    """freee's consent page, reduced: pick the company, press 許可する, get redirected."""
-
-    async def authorize(request: Request) -> Response:
-        q = request.query_params
-        state = html.escape(q.get("state", ""))
-        redirect_uri = html.escape(q.get("redirect_uri", ""))
-        body = f"""<!doctype html><html lang="ja"><head><meta charset="utf-8">
-<title>アプリ連携の開始</title></head><body>
-<h1>アプリ連携の開始</h1><p>gatewayd が freee会計へのアクセスを求めています。</p>
-<form method="post" action="/public_api/authorize/approve">
-<input type="hidden" name="state" value="{state}">
-<input type="hidden" name="redirect_uri" value="{redirect_uri}">
-<label>事業所 <select name="company_id">
-<option value="{COMPANY_ID}">{COMPANY}</option></select></label>
-<button type="submit" id="approve">許可する</button></form></body></html>"""
-        return HTMLResponse(body)
-
-    async def approve(request: Request) -> Response:
-        form = await request.form()
-        state = str(form.get("state", ""))
-        redirect_uri = str(form.get("redirect_uri", ""))
-        code = consent_code(state)
-        if redirect_uri == "urn:ietf:wg:oauth:2.0:oob":
-            return HTMLResponse(f'<p>認可コード: <code id="code">{html.escape(code)}</code></p>')
-        return RedirectResponse(
-            f"{redirect_uri}?{urlencode({'code': code, 'state': state})}", status_code=302
-        )
-
-    return Starlette(
-        routes=[
-            Route("/public_api/authorize", authorize),
-            Route("/public_api/authorize/approve", approve, methods=["POST"]),
-        ]
-    )
-
-
-@contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 in a thread; yields its base URL."""
-    import time
-
-    import uvicorn
-
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC)
 
 
 # ---- servers and clients for the tests ------------------------------------------------------
