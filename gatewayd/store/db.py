@@ -9,6 +9,7 @@ the installer should do.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,12 +26,27 @@ def storage_error(exc: BaseException, path: Path) -> StorageError:
         return DiskFull(f"{path}: disk full: {exc}")
     if "malformed" in text or "not a database" in text or "corrupt" in text:
         return StoreCorrupt(f"{path}: database file is corrupted: {exc}")
-    if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):
+    if (
+        "readonly" in text
+        or "read-only" in text
+        or getattr(exc, "errno", None) in (13, 30)
+        or _on_read_only_filesystem(path)  # SQLite says only "unable to open database file"
+    ):
         return StorageError(
             f"{path}: cannot write (read-only or permission denied): {exc}",
             staff_message="ゲートウェイの記憶領域に書き込めません。設置担当者に連絡してください。",
         )
     return StorageError(f"{path}: storage failure: {exc}")
+
+
+def _on_read_only_filesystem(path: Path) -> bool:
+    """True when the file (or, if it does not exist, its directory) is on a read-only mount."""
+    for candidate in (path, path.parent):
+        try:
+            return bool(os.statvfs(candidate).f_flag & os.ST_RDONLY)
+        except OSError:
+            continue
+    return False
 
 
 def run_script(conn: sqlite3.Connection, script: str) -> None:
