@@ -2,8 +2,9 @@
 
 Not a stub: it keeps real section-8 plans (``gatewayd.sync.plan``), an outbox per day, a
 tiny "freee" holding what was posted (so a deal deleted or edited in freee shows up as a
-totals mismatch or an edited day), an attempt history, devices and an OAuth link whose
-consent page is served by a real HTTP server. Its secrets (tokens, client secret) are the
+totals mismatch or an edited day), an attempt history, devices and an OAuth link that goes
+through the freee emulator's consent page and token endpoint (PKCE and client secret, as
+the gateway does) or, offline, through codes from ``consent_code``. Its secrets (tokens, client secret) are the
 kind the page must never show; ``SECRETS`` lists them for the scans, and a few are planted
 where a careless backend might leak them (an error message, an attempt message).
 

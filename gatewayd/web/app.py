@@ -16,7 +16,7 @@ Routes (everything that changes state is a POST behind login and a CSRF token):
     GET  /healthz               liveness, no data                       open
     GET  /api/status            the overview as JSON                    login or bearer
     GET  /metrics               Prometheus text                         loopback or bearer
-    GET  /static/style.css
+    GET  /static/style.css, /static/icon.svg (also as /favicon.ico)
 
 Why the OAuth callback needs no session: freee redirects from another site, and a
 SameSite=Strict cookie is not sent on such a navigation. The ``state`` it carries was issued
@@ -115,8 +115,8 @@ def _template_env() -> jinja2.Environment:
     )
 
 
-def _stylesheet() -> bytes:
-    return resources.files("gatewayd.web").joinpath("static/style.css").read_bytes()
+def _static(name: str) -> bytes:
+    return resources.files("gatewayd.web").joinpath("static", name).read_bytes()
 
 
 class PasswordSource:
@@ -243,7 +243,8 @@ class StatusPage:
         self._pending_links: dict[str, tuple[str, float]] = {}  # state → (session id, issued)
         self._link_views: dict[str, tuple[str, str, str]] = {}  # session id → (url, state, mode)
         self._env = _template_env()
-        self._css = _stylesheet()
+        self._css = _static("style.css")
+        self._icon = _static("icon.svg")
         hostnames = set(default_hostnames()) | set(settings.hostnames)
         if settings.public_url:
             public_host = urlsplit(settings.public_url).hostname
@@ -279,6 +280,8 @@ class StatusPage:
             Route("/api/status", self.api_status, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/static/style.css", self.stylesheet, methods=["GET"]),
+            Route("/static/icon.svg", self.icon, methods=["GET"]),
+            Route("/favicon.ico", self.icon, methods=["GET"]),
         ]
 
     def _lang(self, request: Request) -> str:
@@ -864,6 +867,11 @@ class StatusPage:
         if not ok:
             return Response("backend unavailable\n", status_code=503, media_type="text/plain")
         return Response(body, media_type=METRICS_CONTENT_TYPE)
+
+    async def icon(self, request: Request) -> Response:
+        return Response(
+            self._icon, media_type="image/svg+xml", headers={"cache-control": "max-age=86400"}
+        )
 
     async def stylesheet(self, request: Request) -> Response:
         return Response(
