@@ -514,3 +514,16 @@ def test_metrics_follow_the_backend(client: httpx.Client, backend: FakeBackend) 
     postings = {s.labels["state"]: s.value for s in families["gatewayd_postings"].samples}
     assert postings["done"] == 18  # a resend of a sent day posts the missing deal in place
     assert backend.day("0001-01", TODAY.replace(day=12)).summary.status is DayStatus.SYNCED  # type: ignore[union-attr]
+
+
+def test_only_the_newest_link_request_counts(client: httpx.Client, backend: FakeBackend) -> None:
+    from web_fixtures import consent_code
+
+    token = login(client)
+    first = parse_qs(urlsplit(_authorize_url(client, token, "callback")).query)["state"][0]
+    second = parse_qs(urlsplit(_authorize_url(client, token, "callback")).query)["state"][0]
+    stale = client.get(f"/link/callback?code={consent_code(first)}&state={first}")
+    assert stale.status_code == 400
+    fresh = client.get(f"/link/callback?code={consent_code(second)}&state={second}")
+    assert fresh.status_code == 200
+    assert "freee会計（株式会社サンプル商店）と連携しました。" in text(fresh.text)

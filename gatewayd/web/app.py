@@ -416,7 +416,7 @@ class StatusPage:
             return True, await run_in_threadpool(fn, *args)
         except GatewayError as exc:
             log.warning("web action %s failed: %s", getattr(fn, "__name__", fn), exc)
-            session.flash.append(("error", exc.staff_message))
+            session.flash.append(("error", redact(exc.staff_message) or ""))
             return False, None
         except Exception:
             log.exception("web action %s crashed", getattr(fn, "__name__", fn))
@@ -637,6 +637,9 @@ class StatusPage:
             return RedirectResponse("/#freee", status_code=303)
         state = state_values[0]
         self._prune_links()
+        for old_state, (sid, _) in list(self._pending_links.items()):
+            if sid == session.id:  # only the newest link of a session stays valid
+                del self._pending_links[old_state]
         now = self.clock()
         self._pending_links[state] = (session.id, now)
         session.link_states = {state: now}
@@ -681,7 +684,7 @@ class StatusPage:
                 request,
                 "link.title",
                 t("link.failed"),
-                detail=exc.staff_message,
+                detail=redact(exc.staff_message),
                 status_code=502,
                 session=session,
             )
