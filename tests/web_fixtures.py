@@ -4,9 +4,10 @@ Not a stub: it keeps real section-8 plans (``gatewayd.sync.plan``), an outbox pe
 tiny "freee" holding what was posted (so a deal deleted or edited in freee shows up as a
 totals mismatch or an edited day), an attempt history, devices and an OAuth link that goes
 through the freee emulator's consent page and token endpoint (PKCE and client secret, as
-the gateway does) or, offline, through codes from ``consent_code``. Its secrets (tokens, client secret) are the
-kind the page must never show; ``SECRETS`` lists them for the scans, and a few are planted
-where a careless backend might leak them (an error message, an attempt message).
+the gateway does) or, offline, through codes from ``consent_code``. Its secrets (tokens,
+client secret) are the kind the page must never show; ``SECRETS`` lists them for the
+scans, and a few are planted where a careless backend might leak them (an error message,
+an attempt message).
 
 Timeline (Asia/Tokyo, "now" = 2025-01-15 23:10):
 
