@@ -11,8 +11,9 @@ need_apt=()
 dpkg -s libsystemd-dev >/dev/null 2>&1 || need_apt+=(libsystemd-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
-if [ "${GATEWAYD_BROWSER_TESTS:-1}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
-  need_apt+=(chromium)
+if [ "${GATEWAYD_BROWSER_TESTS:-1}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  dpkg -s fonts-ipafont-gothic >/dev/null 2>&1 || need_apt+=(fonts-ipafont-gothic)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"
