@@ -284,3 +284,24 @@ def test_update_that_loses_its_answer_is_not_repeated_blindly(harness: Harness, 
     puts = [p for m, p in harness.transport.requests if m == "PUT"]
     n_deals = len(harness.deals())
     assert len(puts) == n_deals  # the one without answer was looked up, found done
+
+
+def test_resync_waits_for_a_posting_in_flight(harness: Harness) -> None:
+    harness.mapping = dict(BASE_MAPPING)
+    harness.freee_overrides["lookup_delay"] = 30.0
+    svc = harness.service()
+    link(svc)
+    day = make_days(1, DAY, seed=21)[0]
+    harness.source.add(REGISTER.register_id, day)
+    svc.day_accepted(REGISTER, day)
+    harness.emulator.control.add_fault("drop_after", method="POST", path="/api/1/deals", times=1)
+    svc.step()  # the first POST loses its answer: looked up in 30 s, not before
+    svc.reclose(REGISTER, DAY, 2)
+    wait = svc.step()
+    assert wait >= 1.0  # the re-sync waits for the look-up; no busy loop
+    assert len(svc.outbox.open_requests()) == 1
+    harness.run(svc)
+    assert svc.outbox.open_requests() == []
+    refs = [d["ref_number"] for d in harness.deals()]
+    planned = [p.ref_number for p in svc.plan_for(REGISTER, day).postings]
+    assert sorted(refs) == sorted(planned)

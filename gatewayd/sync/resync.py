@@ -68,6 +68,7 @@ class DayReport:
     adopted: list[str] = field(default_factory=list)
     edited: list[str] = field(default_factory=list)
     reason: str | None = None
+    retry_at: datetime | None = None  # busy: when the in-flight posting is due again
 
     @property
     def writes(self) -> int:
@@ -155,12 +156,15 @@ class Resyncer:
         report = DayReport(register_id, day, "queued")
         # 1. in-flight postings are settled first (look-up), so decisions rest on facts
         for row in self.outbox.postings_of(register_id, day):
-            if row.state is PostingState.SENDING or row.lookup:
+            due = row.next_attempt_at is None or row.next_attempt_at <= now
+            if (row.state is PostingState.SENDING or row.lookup) and due:
                 self.deliverer.deliver(row, now, cache)
         rows = self.outbox.postings_of(register_id, day)
         if any(r.state is PostingState.SENDING or r.lookup for r in rows):
             report.status = "busy"
             report.reason = "a posting of the day is still in flight"
+            waits = [r.next_attempt_at for r in rows if r.next_attempt_at is not None]
+            report.retry_at = max(min(waits), now) if waits else now
             return report
         day_row = self.outbox.day(register_id, day)
         if day_row is not None and not any(r.freee_id is not None for r in rows):

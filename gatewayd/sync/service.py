@@ -178,6 +178,7 @@ class SyncService:
         self._worker_fd: int | None = None
         self._standby = False
         self._started = False
+        self._requests_due_at: datetime | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -473,6 +474,7 @@ class SyncService:
         deadline = time.monotonic() + STEP_BUDGET
         cache = StepCache()
         # re-syncs asked for (re-close, resend from another process, resolutions)
+        self._requests_due_at = None
         for request in self.outbox.open_requests():
             try:
                 reg = self._register(request.register_id)
@@ -480,11 +482,19 @@ class SyncService:
                 self.outbox.finish_request(request.id, now, [{"error": str(exc)}])
                 continue
             reports = []
+            busy_until: datetime | None = None
             for day in _day_range(request.start, request.end):
                 day_report = self._resync_one(reg, day, now, cache)
                 if day_report.status == "busy":
-                    return 1.0
+                    busy_until = day_report.retry_at or now + timedelta(seconds=1)
+                    break
                 reports.append(day_report.to_json())
+            if busy_until is not None:
+                # a posting of the day is in flight: this request waits for it
+                wake = max(busy_until, now + timedelta(seconds=1))
+                if self._requests_due_at is None or wake < self._requests_due_at:
+                    self._requests_due_at = wake
+                continue
             self.outbox.finish_request(request.id, now, reports)
             if time.monotonic() > deadline:
                 return 0.0
@@ -514,7 +524,7 @@ class SyncService:
             if when is not None:
                 candidates.append(when)
         if self.outbox.open_requests():
-            candidates.append(now)
+            candidates.append(self._requests_due_at or now)
         return max(0.0, (min(candidates) - now).total_seconds())
 
     def _replan_changed_settings(self, now: datetime) -> None:
