@@ -314,8 +314,12 @@ class Deliverer:
             cur = conn.execute(
                 """UPDATE postings SET state='sending', sending_since=?, attempts=attempts+1,
                      updated_at=? WHERE id=? AND updated_at=? AND state IN ('pending','sending')""",
-                (now.astimezone(UTC).isoformat(), now.astimezone(UTC).isoformat(), row.id,
-                 row.updated_at.astimezone(UTC).isoformat()),
+                (
+                    now.astimezone(UTC).isoformat(),
+                    now.astimezone(UTC).isoformat(),
+                    row.id,
+                    row.updated_at.astimezone(UTC).isoformat(),
+                ),
             )
             claimed = cur.rowcount == 1
         if not claimed:

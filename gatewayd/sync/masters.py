@@ -221,9 +221,7 @@ class Masters:
             body = self._deal_body(posting, company_id, missing)
         return (None, missing) if missing else (body, [])
 
-    def _deal_body(
-        self, p: Posting, company_id: int, missing: list[MissingName]
-    ) -> dict[str, Any]:
+    def _deal_body(self, p: Posting, company_id: int, missing: list[MissingName]) -> dict[str, Any]:
         assert p.type is not None
         details: list[dict[str, Any]] = []
         for line in p.details:

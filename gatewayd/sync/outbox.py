@@ -587,9 +587,7 @@ class Outbox:
                 value = int(value)
             cols.append(f"{column}=?")
             values.append(value)
-        conn.execute(
-            f"UPDATE postings SET {', '.join(cols)} WHERE id=?", [*values, posting_id]
-        )
+        conn.execute(f"UPDATE postings SET {', '.join(cols)} WHERE id=?", [*values, posting_id])
 
     def add_attempt(
         self,
@@ -608,9 +606,7 @@ class Outbox:
         )
 
     def attempts(self, posting_id: int) -> list[Attempt]:
-        rows = self._rows(
-            "SELECT * FROM attempts WHERE posting_id=? ORDER BY id", (posting_id,)
-        )
+        rows = self._rows("SELECT * FROM attempts WHERE posting_id=? ORDER BY id", (posting_id,))
         return [
             Attempt(
                 posting_id=int(r["posting_id"]),

@@ -29,7 +29,7 @@ import httpx
 
 from gatewayd.config import RegisterSettings, Settings
 from gatewayd.errors import (
-    FreeeError,
+    ConfigError,
     FreeeFixSetting,
     FreeePermission,
     FreeeRateLimited,
@@ -315,7 +315,11 @@ class SyncService:
             dates = _day_range(start, end)
             cache = StepCache()
             for i, day in enumerate(dates):
-                day_report = self._resync_one(reg, day, self.clock(), cache)
+                try:
+                    day_report = self._resync_one(reg, day, self.clock(), cache)
+                except CompanyPause as pause:
+                    self._pause(self.clock(), pause)
+                    raise pause.cause from None
                 report.days.append(day_report)
                 if progress is not None:
                     progress(i + 1, len(dates), day_report)
@@ -423,15 +427,7 @@ class SyncService:
             try:
                 return self._step(now)
             except CompanyPause as pause:
-                self._error(now, pause.cause)
-                self.outbox.set_kv(
-                    "pause",
-                    {
-                        "until": pause.until.isoformat(),
-                        "reason": str(pause.cause),
-                        "rate_limited": isinstance(pause.cause, FreeeRateLimited),
-                    },
-                )
+                self._pause(now, pause)
                 return max(0.0, (pause.until - now).total_seconds())
             except FreeeRateLimited as exc:
                 wait = (
@@ -452,9 +448,21 @@ class SyncService:
                     "pause", {"until": until.isoformat(), "reason": str(exc), "rate_limited": False}
                 )
                 return delay
-            except (FreeeRelink, FreeePermission, FreeeFixSetting) as exc:
+            except (FreeeRelink, FreeePermission, FreeeFixSetting, ConfigError) as exc:
+                # ConfigError: e.g. the client secret cannot be read for a refresh
                 self._link_problem(now, exc)
                 return self._until_link_recheck(now)
+
+    def _pause(self, now: datetime, pause: CompanyPause) -> None:
+        self._error(now, pause.cause)
+        self.outbox.set_kv(
+            "pause",
+            {
+                "until": pause.until.isoformat(),
+                "reason": str(pause.cause),
+                "rate_limited": isinstance(pause.cause, FreeeRateLimited),
+            },
+        )
 
     def _step(self, now: datetime) -> float:
         if self.tokens.usable():
@@ -599,7 +607,7 @@ class SyncService:
             return max(STANDBY_WAIT, min((until - now).total_seconds(), IDLE_WAIT))
         return STANDBY_WAIT  # not linked: look for a new token file soon
 
-    def _link_problem(self, now: datetime, exc: FreeeError) -> None:
+    def _link_problem(self, now: datetime, exc: GatewayError) -> None:
         self._error(now, exc)
         if isinstance(exc, FreeeRelink) and self.tokens.usable():
             # freee refuses the link itself (e.g. re_authorization_required): relink
@@ -610,14 +618,14 @@ class SyncService:
                         record,
                         state=LinkState.EXPIRED,
                         expired_at=now,
-                        expired_reason=exc.freee_message or str(exc),
+                        expired_reason=getattr(exc, "freee_message", None) or str(exc),
                     )
                 )
         kind = (
             "permission"
             if isinstance(exc, FreeePermission)
             else "fix_setting"
-            if isinstance(exc, FreeeFixSetting)
+            if isinstance(exc, FreeeFixSetting | ConfigError)
             else "relink"
         )
         self.outbox.set_kv(
@@ -626,7 +634,7 @@ class SyncService:
                 "kind": kind,
                 "message": str(exc),
                 "staff": exc.staff_message,
-                "freee_message": exc.freee_message,
+                "freee_message": getattr(exc, "freee_message", None),
                 "until": (now + timedelta(seconds=self.freee.recheck_interval)).isoformat(),
                 "token": self._token_signature(),
             },

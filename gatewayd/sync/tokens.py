@@ -401,9 +401,7 @@ class TokenManager:
             if "invalid_grant" in codes:
                 reason = error.freee_message or str(error)
                 self.save(
-                    replace(
-                        record, state=LinkState.EXPIRED, expired_at=now, expired_reason=reason
-                    )
+                    replace(record, state=LinkState.EXPIRED, expired_at=now, expired_reason=reason)
                 )
                 log.error("freee refused the token refresh: link expired (%s)", reason)
                 raise FreeeRelink(
