@@ -336,11 +336,11 @@ class Harness:
 
     def service(self, **kwargs: Any) -> SyncService:
         kwargs.setdefault("sleep", lambda _s: None)
+        kwargs.setdefault("clock", self.clock)
         svc = SyncService(
             gateway_settings(self.state_dir, self.mapping),
             self.state_dir,
             self.source,
-            clock=self.clock,
             transport=self.transport,
             freee=freee_settings(self.emulator.base_url, **self.freee_overrides),
             **kwargs,

@@ -26,6 +26,7 @@ from sync_fixtures import MAIN_COMPANY, REGISTER, Harness, link, make_days
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sync.outbox import PostingState
 from gatewayd.sync.service import SyncService
+from gatewayd.sync.tokens import utcnow
 
 pytest_plugins = ["sync_fixtures"]
 
@@ -265,3 +266,34 @@ def test_move_to_sending_is_committed_before_the_request(harness: Harness) -> No
     harness.transport.pre_hooks.append(inspect)
     harness.run(svc)
     assert seen and all(state == "sending" and attempts >= 1 for state, attempts in seen)
+
+
+def test_timeout_while_freee_still_works_on_the_request(
+    harness: Harness, freee_response_audit: Any
+) -> None:
+    """freee is slow; the gateway's read timeout fires while freee still works on the POST.
+    The look-up waits ``lookup_delay`` (real time here) so it sees the outcome, whichever
+    it is: stored (found) or abandoned (not found, sent again) — once either way."""
+    harness.freee_overrides.update(read_timeout=0.4, lookup_delay=1.5)
+    svc = harness.service(clock=utcnow, sleep=time.sleep)
+    link(svc)
+    days = make_days(1, START)
+    accept(harness, svc, days)
+    harness.emulator.control.add_fault(
+        "latency", method="POST", path="/api/1/deals", skip=1, times=1, ms=900
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        wait = svc.step()
+        if svc.snapshot().queue.waiting == 0:
+            break
+        time.sleep(min(max(wait, 0.01), 0.2))
+    assert_exactly_once(harness, svc, days)
+    outcomes = Counter(
+        a.outcome.value for a in svc.day_detail(REGISTER.register_id, START).attempts
+    )
+    assert outcomes["ambiguous"] == 1 and outcomes["found"] + outcomes["not_found"] == 1
+    # an abandoned request may be logged by the emulator as its own error
+    # (ClientDisconnect); nothing else may be wrong with its answers
+    problems = freee_response_audit.new_problems()
+    assert all("ClientDisconnect" in p for p in problems), problems

@@ -19,8 +19,12 @@ def context(harness: Harness, mapping: dict[str, object]) -> DoctorContext:
         state_dir=harness.state_dir,
         registers=(RegisterSettings("0001", "01", "loop://", section="池袋店"),),
         extra={
-            "freee": {"api_base_url": base, "auth_base_url": base, "client_id": CLIENT_ID,
-                      "client_secret": CLIENT_SECRET},
+            "freee": {
+                "api_base_url": base,
+                "auth_base_url": base,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            },
             "mapping": mapping,
         },
     )

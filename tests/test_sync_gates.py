@@ -165,3 +165,36 @@ def test_prefix_items_are_created_once(harness: Harness) -> None:
         if n.startswith("【POS Regi】")
     }
     assert len(again) == len(prefixed2)  # one POST per new label, never one for a known name
+
+
+def test_a_fixed_setting_releases_the_held_day_after_restart(harness: Harness) -> None:
+    harness.mapping = {"tax_names": {"0": "非課売上"}, "cash_walletable": "レジ現金"}
+    svc = harness.service()
+    link(svc)
+    accept(harness, svc, make_days(1, date(2025, 3, 3)))
+    harness.run(svc)
+    held = svc.snapshot().days[0].held
+    assert held is not None and "口座「レジ現金」" in held.detail
+    svc.close()
+    harness.services.remove(svc)
+    harness.mapping = {"tax_names": {"0": "非課売上"}}  # the installer fixes the file
+    svc = harness.service()
+    harness.run(svc)  # planned again with the new settings, then sent
+    assert svc.snapshot().days[0].status.value == "synced"
+    assert harness.deals()
+
+
+def test_outbox_schema_version_and_reopen(harness: Harness) -> None:
+    import sqlite3
+
+    svc = harness.service()
+    link(svc)
+    accept(harness, svc, make_days(1, date(2025, 3, 3)))
+    svc.close()
+    harness.services.remove(svc)
+    with sqlite3.connect(harness.state_dir / "outbox.sqlite") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = harness.service()
+    harness.run(again)  # nothing lost across the restart
+    assert again.snapshot().days[0].status.value == "synced"
