@@ -99,8 +99,8 @@ def test_install_twice_then_uninstall(tmp_path: Path, wheel: Path, checkout: Pat
     boot.mkdir(parents=True)
     (boot / "config.txt").write_text("# pi\n")
     (boot / "gatewayd.toml").write_text(
-        (checkout / "etc/gatewayd.toml").read_text()
-        + f'\n[freee]\nclient_id = "1"\nclient_secret = "{SECRET}"\n')
+        (checkout / "etc/gatewayd.toml").read_text().replace(
+            "[freee]\n", f'[freee]\nclient_secret = "{SECRET}"\n', 1))
     args = ("--root", str(root), "--wheel", str(wheel), "--pip-args", "--no-deps --no-index")
     script = checkout / "install.sh"
 
