@@ -27,10 +27,11 @@ from typing import Any
 
 from gatewayd import notify
 from gatewayd.config import RegisterSettings, Settings
+from gatewayd.drivers.drawer import DrawerAlert
 from gatewayd.drivers.printer import PrinterMonitor
 from gatewayd.drivers.printer_settings import device_settings_from
 from gatewayd.drivers.register_host import HostConfig, RegisterHost
-from gatewayd.errors import GatewayError
+from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.ingest import RegisterIngest, rebuild_day
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.slip import SlipContent, SlipStatus
@@ -106,7 +107,8 @@ class Gateway:
         settings: Settings,
         *,
         sync_factory: Callable[[Settings, Any], SyncService | None] | None = None,
-        printer_factory: Callable[[Settings], PrinterMonitor | None] | None = None,
+        printer_factory: Callable[[Settings, Callable[[DrawerAlert], None]], PrinterMonitor | None]
+        | None = None,
         web: bool = True,
         web_port: int | None = None,
     ) -> None:
@@ -160,7 +162,7 @@ class Gateway:
             )
             self.hosts[reg.register_id] = host
         try:
-            self.printer = self._printer_factory(self.settings)
+            self.printer = self._printer_factory(self.settings, self._drawer_alert)
         except GatewayError as exc:
             self._error(exc)
             self.printer = None
@@ -351,6 +353,15 @@ class Gateway:
 
     # --- status --------------------------------------------------------------------------
 
+    def _drawer_alert(self, alert: DrawerAlert) -> None:
+        """The drawer stayed open too long: shown in the page's recent errors."""
+        self._error(
+            DeviceError(
+                f"cash drawer open for {alert.open_for:.0f} s since {alert.opened_at:%H:%M}",
+                staff_message=alert.staff_message,
+            )
+        )
+
     def _error(self, exc: GatewayError, register_id: str | None = None) -> None:
         logger.error("%s", exc, extra={"register": register_id} if register_id else None)
         self.errors.append((datetime.now(UTC), exc))
@@ -434,12 +445,14 @@ def _default_sync(settings: Settings, gateway: Any) -> SyncService | None:
     return SyncService(settings, settings.state_dir, gateway)
 
 
-def _default_printer(settings: Settings) -> PrinterMonitor | None:
+def _default_printer(
+    settings: Settings, on_drawer_alert: Callable[[DrawerAlert], None]
+) -> PrinterMonitor | None:
     printer, drawer, slip = device_settings_from(settings)
     if printer is None:
         return None
     queue = SlipQueue(settings.state_dir) if slip.enabled else None
-    return PrinterMonitor(printer, drawer, slip, queue)
+    return PrinterMonitor(printer, drawer, slip, queue, on_drawer_alert=on_drawer_alert)
 
 
 def run_daemon(settings: Settings, *, state_dir: Path | None = None) -> int:
