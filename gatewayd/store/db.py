@@ -9,10 +9,13 @@ the installer should do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from gatewayd.errors import DiskFull, StorageError, StoreCorrupt
 
@@ -112,3 +115,50 @@ def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+class StoreFile:
+    """One store file shared between threads: one connection, one lock, and the two ways in.
+
+    ``tx()`` is one write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any
+    error); ``rows()`` is a read. Both turn SQLite's failures into ``StorageError``s, so
+    every store reports a full disk or a corrupted file the same way.
+    """
+
+    def __init__(self, path: Path, migrations: Sequence[Migration]) -> None:
+        self.path = path
+        self._conn = open_database(path, migrations)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc
+            try:
+                yield self._conn
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise storage_error(exc, self.path) from exc
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise storage_error(exc, self.path) from exc
+
+    def rows(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return list(self._conn.execute(sql, args).fetchall())
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc

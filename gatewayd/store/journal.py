@@ -13,16 +13,14 @@ kept here too, but they are derived data: they can always be rebuilt from the ra
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from gatewayd.errors import StorageError
-from gatewayd.store.db import open_database, run_script, storage_error
+from gatewayd.store.db import StoreFile, run_script
 
 FILE_NAME = "journal.sqlite"
 
@@ -162,56 +160,20 @@ def record_number(line: bytes) -> int | None:
     return None
 
 
-class JournalStore:
+class JournalStore(StoreFile):
     """The SQLite journal of every register this box reads; safe to share between threads."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn = open_database(path, MIGRATIONS)
-        self._lock = threading.RLock()
+        super().__init__(path, MIGRATIONS)
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> JournalStore:
         return cls(state_dir / FILE_NAME)
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; any SQLite failure becomes a ``StorageError``."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise storage_error(exc, self.path) from exc
-            except BaseException:
-                self._rollback()
-                raise
-
-    def _rollback(self) -> None:
-        with suppress(sqlite3.Error):
-            self._conn.execute("ROLLBACK")
-
-    def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                cur = self._conn.execute(sql, args)
-                return list(cur.fetchall())
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
-
     # --- registers and raw records -------------------------------------------------------
 
     def ensure_register(self, register_id: str, store_code: str, terminal_no: str) -> None:
-        with self._write() as conn:
+        with self.tx() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO registers VALUES (?, ?, ?)",
                 (register_id, store_code, terminal_no),
@@ -219,12 +181,10 @@ class JournalStore:
             conn.execute("INSERT OR IGNORE INTO progress VALUES (?, 0)", (register_id,))
 
     def register_ids(self) -> list[str]:
-        return [r[0] for r in self._read("SELECT register_id FROM registers ORDER BY 1")]
+        return [r[0] for r in self.rows("SELECT register_id FROM registers ORDER BY 1")]
 
     def last_stored_record(self, register_id: str) -> int:
-        rows = self._read(
-            "SELECT max(record_no) FROM records WHERE register_id = ?", (register_id,)
-        )
+        rows = self.rows("SELECT max(record_no) FROM records WHERE register_id = ?", (register_id,))
         return int(rows[0][0] or 0)
 
     def store_records(self, register_id: str, first_no: int, lines: Sequence[bytes]) -> StoreResult:
@@ -236,7 +196,7 @@ class JournalStore:
         """
         stored = duplicates = conflicts = 0
         now = _now()
-        with self._write() as conn:
+        with self.tx() as conn:
             for offset, raw in enumerate(lines):
                 number = first_no + offset
                 row = conn.execute(
@@ -267,7 +227,7 @@ class JournalStore:
         self, register_id: str, start: int = 1, end: int | None = None
     ) -> list[tuple[int, bytes]]:
         """Raw records ``start..end`` (inclusive) in record order."""
-        rows = self._read(
+        rows = self.rows(
             "SELECT record_no, raw FROM records WHERE register_id = ? AND record_no >= ?"
             " AND record_no <= ? ORDER BY record_no",
             (register_id, start, end if end is not None else 2**62),
@@ -276,11 +236,11 @@ class JournalStore:
 
     def record_count(self, register_id: str) -> int:
         return int(
-            self._read("SELECT count(*) FROM records WHERE register_id = ?", (register_id,))[0][0]
+            self.rows("SELECT count(*) FROM records WHERE register_id = ?", (register_id,))[0][0]
         )
 
     def conflicts(self, register_id: str) -> list[tuple[int, bytes]]:
-        rows = self._read(
+        rows = self.rows(
             "SELECT record_no, raw FROM record_conflicts WHERE register_id = ? ORDER BY id",
             (register_id,),
         )
@@ -289,7 +249,7 @@ class JournalStore:
     # --- derived: days and closes ----------------------------------------------------------
 
     def processed_through(self, register_id: str) -> int:
-        rows = self._read(
+        rows = self.rows(
             "SELECT processed_through FROM progress WHERE register_id = ?", (register_id,)
         )
         return int(rows[0][0]) if rows else 0
@@ -303,7 +263,7 @@ class JournalStore:
     ) -> None:
         """Record assembled days and close events, and how far the records were analysed."""
         now = _now()
-        with self._write() as conn:
+        with self.tx() as conn:
             for day in days:
                 conn.execute(
                     "INSERT OR REPLACE INTO days VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -338,7 +298,7 @@ class JournalStore:
             )
 
     def set_close_no(self, register_id: str, close_record_no: int, close_no: int) -> None:
-        with self._write() as conn:
+        with self.tx() as conn:
             conn.execute(
                 "UPDATE days SET close_no = max(close_no, ?) WHERE register_id = ?"
                 " AND close_record_no = ?",
@@ -348,7 +308,7 @@ class JournalStore:
     def days(self, register_id: str | None = None, limit: int = 1000) -> list[DayRow]:
         """Days, newest business date first."""
         where, args = ("WHERE register_id = ?", [register_id]) if register_id else ("", [])
-        rows = self._read(
+        rows = self.rows(
             "SELECT register_id, business_date, first_record_no, close_record_no, status,"
             " reason, close_no, gross, tax, receipt_count FROM days "
             + where
@@ -359,7 +319,7 @@ class JournalStore:
 
     def day(self, register_id: str, business_date: date) -> DayRow | None:
         """The accepted day of that date, else the latest held one."""
-        rows = self._read(
+        rows = self.rows(
             "SELECT register_id, business_date, first_record_no, close_record_no, status,"
             " reason, close_no, gross, tax, receipt_count FROM days WHERE register_id = ?"
             " AND business_date = ? ORDER BY status = 'accepted' DESC, close_record_no DESC",
@@ -369,7 +329,7 @@ class JournalStore:
 
     def closed_dates(self, register_id: str) -> set[date]:
         """Business dates already closed by a Z in this store (for check 1 across runs)."""
-        rows = self._read(
+        rows = self.rows(
             "SELECT DISTINCT business_date FROM days WHERE register_id = ? AND"
             " business_date IS NOT NULL",
             (register_id,),
@@ -377,7 +337,7 @@ class JournalStore:
         return {date.fromisoformat(r[0]) for r in rows}
 
     def closes(self, register_id: str) -> list[CloseRow]:
-        rows = self._read(
+        rows = self.rows(
             "SELECT record_no, business_date, close_no, note FROM closes"
             " WHERE register_id = ? ORDER BY record_no",
             (register_id,),
@@ -390,7 +350,7 @@ class JournalStore:
     # --- slips awaiting the outcome of a close ---------------------------------------------
 
     def add_notice(self, register_id: str, business_date: date, close_no: int) -> None:
-        with self._write() as conn:
+        with self.tx() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO notices VALUES (?, ?, ?, NULL, 0, ?)",
                 (register_id, business_date.isoformat(), close_no, _now()),
@@ -399,7 +359,7 @@ class JournalStore:
     def open_notices(self) -> list[Notice]:
         """Closes whose final slip (送信済) is not printed yet, from the last few days."""
         since = (datetime.now(UTC) - timedelta(days=NOTICE_DAYS)).isoformat(timespec="seconds")
-        rows = self._read(
+        rows = self.rows(
             "SELECT register_id, business_date, close_no, last_status FROM notices"
             " WHERE done = 0 AND created_at >= ? ORDER BY created_at",
             (since,),
@@ -410,7 +370,7 @@ class JournalStore:
         self, register_id: str, business_date: date, close_no: int, status: str
     ) -> None:
         """Record the printed result; a 送信済 slip ends the watch, a 保留 one keeps it."""
-        with self._write() as conn:
+        with self.tx() as conn:
             conn.execute(
                 "UPDATE notices SET last_status = ?, done = ? WHERE register_id = ?"
                 " AND business_date = ? AND close_no = ?",

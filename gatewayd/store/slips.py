@@ -17,20 +17,21 @@ printed twice: a second copy is always marked as one.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gatewayd.errors import StorageError
-from gatewayd.store.db import open_database, run_script, storage_error
+from gatewayd.store.db import StoreFile, run_script
 
 FILE_NAME = "slips.sqlite"
 
 
 def _v1(conn: sqlite3.Connection) -> None:
-    run_script(conn, """
+    run_script(
+        conn,
+        """
         CREATE TABLE slips (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             key TEXT NOT NULL UNIQUE,
@@ -45,7 +46,8 @@ def _v1(conn: sqlite3.Connection) -> None:
             last_error TEXT
         );
         CREATE INDEX slips_by_state ON slips (state, id)
-    """)
+    """,
+    )
 
 
 MIGRATIONS = (_v1,)
@@ -80,81 +82,79 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SlipQueue:
+class SlipQueue(StoreFile):
     """The queue file; every method is one committed transaction and is thread-safe."""
 
     def __init__(self, state_dir: Path, *, now: Callable[[], datetime] = _utc_now) -> None:
-        self.path = Path(state_dir) / FILE_NAME
+        super().__init__(Path(state_dir) / FILE_NAME, MIGRATIONS)
         self._now = now
-        self._lock = threading.Lock()
-        self._conn = open_database(self.path, MIGRATIONS)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
     def _write(self, sql: str, params: tuple[object, ...]) -> int:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = self._conn.execute(sql, params)
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
-            return cur.rowcount
+        with self.tx() as conn:
+            return conn.execute(sql, params).rowcount
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        with self._lock:
-            try:
-                return list(self._conn.execute(sql, params).fetchall())
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
+        return self.rows(sql, params)
 
     def enqueue(self, key: str, title: str, body: bytes) -> bool:
         """Queue a slip; False when a slip with this key was queued before (no duplicate)."""
-        return self._write(
-            "INSERT OR IGNORE INTO slips (key, title, body, created_at) VALUES (?, ?, ?, ?)",
-            (key, title, body, self._now().isoformat()),
-        ) == 1
+        return (
+            self._write(
+                "INSERT OR IGNORE INTO slips (key, title, body, created_at) VALUES (?, ?, ?, ?)",
+                (key, title, body, self._now().isoformat()),
+            )
+            == 1
+        )
 
     def pending(self) -> list[QueuedSlip]:
         """Slips waiting to be printed, oldest first."""
         rows = self._read(
             "SELECT id, key, title, body, created_at, state, attempts, last_error FROM slips"
-            " WHERE state = 'pending' ORDER BY id")
+            " WHERE state = 'pending' ORDER BY id"
+        )
         return [_slip(row) for row in rows]
 
     def get(self, slip_id: int) -> QueuedSlip:
         rows = self._read(
             "SELECT id, key, title, body, created_at, state, attempts, last_error FROM slips"
-            " WHERE id = ?", (slip_id,))
+            " WHERE id = ?",
+            (slip_id,),
+        )
         if not rows:
             raise StorageError(f"{self.path}: no slip {slip_id}")
         return _slip(rows[0])
 
     def begin_attempt(self, slip_id: int) -> None:
         """Count an attempt, durably, before any byte goes to the printer."""
-        self._write("UPDATE slips SET attempts = attempts + 1, last_attempt_at = ?"
-                    " WHERE id = ? AND state = 'pending'", (self._now().isoformat(), slip_id))
+        self._write(
+            "UPDATE slips SET attempts = attempts + 1, last_attempt_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (self._now().isoformat(), slip_id),
+        )
 
     def mark_printed(self, slip_id: int) -> None:
-        self._write("UPDATE slips SET state = 'printed', printed_at = ?, last_error = NULL"
-                    " WHERE id = ? AND state = 'pending'", (self._now().isoformat(), slip_id))
+        self._write(
+            "UPDATE slips SET state = 'printed', printed_at = ?, last_error = NULL"
+            " WHERE id = ? AND state = 'pending'",
+            (self._now().isoformat(), slip_id),
+        )
 
     def note_failure(self, slip_id: int, error: str, *, give_up: bool) -> None:
         """An attempt was not confirmed; ``give_up`` moves the slip to ``failed``."""
-        self._write("UPDATE slips SET last_error = ?, state = CASE WHEN ? THEN 'failed'"
-                    " ELSE state END WHERE id = ? AND state = 'pending'",
-                    (error, give_up, slip_id))
+        self._write(
+            "UPDATE slips SET last_error = ?, state = CASE WHEN ? THEN 'failed'"
+            " ELSE state END WHERE id = ? AND state = 'pending'",
+            (error, give_up, slip_id),
+        )
 
     def requeue(self, slip_id: int) -> bool:
         """Put a failed slip back (an explicit staff action, e.g. from the status page)."""
-        return self._write("UPDATE slips SET state = 'pending' WHERE id = ? AND state = 'failed'",
-                           (slip_id,)) == 1
+        return (
+            self._write(
+                "UPDATE slips SET state = 'pending' WHERE id = ? AND state = 'failed'", (slip_id,)
+            )
+            == 1
+        )
 
     def counts(self) -> SlipCounts:
         rows = self._read("SELECT state, COUNT(*), MAX(printed_at) FROM slips GROUP BY state")
@@ -170,8 +170,9 @@ class SlipQueue:
     def prune(self, *, older_than: timedelta = timedelta(days=90)) -> int:
         """Forget printed slips older than ``older_than`` (pending and failed stay)."""
         cutoff = (self._now() - older_than).isoformat()
-        return self._write("DELETE FROM slips WHERE state = 'printed' AND printed_at < ?",
-                           (cutoff,))
+        return self._write(
+            "DELETE FROM slips WHERE state = 'printed' AND printed_at < ?", (cutoff,)
+        )
 
 
 def _slip(row: tuple[object, ...]) -> QueuedSlip:

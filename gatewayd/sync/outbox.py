@@ -19,18 +19,16 @@ Rows removed from a plan are kept as ``removed`` for their history. Days carry a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from gatewayd.store.db import open_database, run_script, storage_error
+from gatewayd.store.db import StoreFile, run_script
 
 OUTBOX_FILE = "outbox.sqlite"
 MAX_ERRORS = 200
@@ -309,49 +307,19 @@ ACTION_ORDER = (
 )
 
 
-class Outbox:
+class Outbox(StoreFile):
     """The outbox file; safe to share between threads (one connection, one lock)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn = open_database(path, MIGRATIONS)
+        super().__init__(path, MIGRATIONS)
         self._conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> Outbox:
         return cls(state_dir / OUTBOX_FILE)
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``)."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-                raise storage_error(exc, self.path) from exc
-
     def _rows(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return list(self._conn.execute(sql, args).fetchall())
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
+        return self.rows(sql, args)
 
     # -- days -------------------------------------------------------------------------------
 
