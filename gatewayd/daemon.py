@@ -32,7 +32,7 @@ from gatewayd.drivers.printer import PrinterMonitor
 from gatewayd.drivers.printer_settings import device_settings_from
 from gatewayd.drivers.register_host import HostConfig, RegisterHost
 from gatewayd.errors import DeviceError, GatewayError
-from gatewayd.ingest import RegisterIngest, rebuild_day
+from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.slip import SlipContent, SlipStatus
 from gatewayd.store.journal import JournalStore
@@ -326,10 +326,7 @@ class Gateway:
     ) -> bool:
         if self.printer is None:
             return False
-        day = rebuild_day(self.store, reg.register_id, row.business_date)
-        from gatewayd.protocol.days import day_totals
-
-        totals: Any = day_totals(day) if day is not None else None
+        totals = day_totals_of(self.store, reg.register_id, row.business_date)
         method_totals = dict(totals.by_method) if totals is not None else {}
         class_totals = dict(totals.by_class) if totals is not None else {}
         content = SlipContent(

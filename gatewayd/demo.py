@@ -25,8 +25,9 @@ import httpx
 
 from gatewayd.config import Settings, load_settings
 from gatewayd.daemon import Gateway
+from gatewayd.logging_setup import setup_logging
 from gatewayd.sim.freee.server import EmulatorServer
-from gatewayd.sim.journal_gen import Reclose, generate_journal
+from gatewayd.sim.journal_gen import Reclose, generate_journal, inject_fault
 from gatewayd.sim.printer import PtyPrinterSimulator
 from gatewayd.sim.register import RegisterSimulator
 from gatewayd.status_cli import collect, render_text
@@ -48,6 +49,7 @@ class DemoOptions:
     freee_port: int = 0
     granularity: str = "summary"
     reclose: bool = True
+    hold_last_day: bool = False  # break one receipt of the last day: held by check 2
 
 
 def approve(url: str) -> str:
@@ -141,6 +143,8 @@ class DemoRig:
             receipts_per_day=self.opts.receipts,
             recloses=recloses,
         )
+        if self.opts.hold_last_day:
+            journal = inject_fault(journal, "amount", seed=self.opts.seed)
         self.register = RegisterSimulator(
             journal, visible_days=1, day_interval=self.opts.day_interval
         )
@@ -238,6 +242,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="status page port (0: any)")
     parser.add_argument("--granularity", choices=("summary", "receipt", "day"), default="summary")
     parser.add_argument(
+        "--no-held-day",
+        dest="hold_last_day",
+        action="store_false",
+        help="keep every day whole (by default one receipt of the last day is broken, so"
+        " that the demo shows a day held by check 2 with its reason)",
+    )
+    parser.add_argument(
         "--exit-when-done", action="store_true", help="stop once every day is in freee (or held)"
     )
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -252,8 +263,12 @@ def run(args: argparse.Namespace) -> int:
         day_interval=args.day_interval,
         web_port=args.port,
         granularity=args.granularity,
+        hold_last_day=args.hold_last_day,
     )
     rig = DemoRig(opts)
+    log_path = opts.directory.parent / f"{opts.directory.name}.log"
+    log_file = log_path.open("w", encoding="utf-8")
+    setup_logging("info", journald=False, stream=log_file)
     try:
         rig.start()
         assert rig.gateway is not None and rig.emulator is not None
@@ -264,18 +279,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"  register    : {opts.directory / 'register'} (REGLINK/1 simulator)")
         print(f"  printer     : {opts.directory / 'printer'} (ESC/POS simulator)")
         print(f"  config      : {opts.directory / 'gatewayd.toml'}")
+        print(f"  log         : {log_path}")
         print(
             f"closing {opts.days} business day(s), one every {opts.day_interval:g} s ...",
             flush=True,
         )
         shown: dict[date, DayStatus] = {}
         deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline and not rig.finished():
+        labels = {"synced": "送信済 synced", "sending": "送信中 sending", "held": "保留 held",
+                  "open": "未閉局 open"}
+
+        def show_changes() -> None:
             for day, state in sorted(rig.day_states().items()):
                 if shown.get(day) != state:
                     shown[day] = state
-                    print(f"  {day}  {state.value}", flush=True)
+                    print(f"  {day}  {labels[state.value]}", flush=True)
+
+        while time.monotonic() < deadline and not rig.finished():
+            show_changes()
             time.sleep(0.5)
+        show_changes()
         ok = rig.finished()
         assert rig.settings is not None
         rig.gateway.publish()
@@ -297,3 +320,4 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         rig.stop()
+        log_file.close()

@@ -21,7 +21,13 @@ from datetime import date
 from typing import Protocol
 
 from gatewayd.config import RegisterSettings
-from gatewayd.protocol.days import DayResult, JournalAnalysis, JournalAssembler, analyze_journal
+from gatewayd.protocol.days import (
+    DayResult,
+    DayTotals,
+    JournalAnalysis,
+    JournalAssembler,
+    analyze_journal,
+)
 from gatewayd.protocol.journal_parser import read_record
 from gatewayd.protocol.records import BusinessDay, Close
 from gatewayd.store.journal import CloseRow, DayRow, JournalStore
@@ -114,9 +120,10 @@ class RegisterIngest:
 
     def _take(self, analysis: JournalAnalysis) -> None:
         finished = [d for d in analysis.days if d.status != "open"]
+        accepted_now = {d.business_date for d in finished if d.status == "accepted"}
         rows: list[DayRow] = []
         for result in finished:
-            rows.append(self._tell_day(result))
+            rows.append(self._tell_day(result, accepted_now))
         closes: list[CloseRow] = []
         for reclose in analysis.recloses:
             if reclose.number in self._seen_recloses:
@@ -155,7 +162,7 @@ class RegisterIngest:
                 self._assembler.forget_through(boundary)
         self._update_open_day(analysis)
 
-    def _tell_day(self, result: DayResult) -> DayRow:
+    def _tell_day(self, result: DayResult, accepted_now: set[date | None]) -> DayRow:
         when = result.business_date
         if result.status == "accepted" and result.day is not None:
             self.listener.day_accepted(self.register, result.day)
@@ -168,7 +175,16 @@ class RegisterIngest:
             )
         else:
             reason = result.reason or "held"
-            if when is not None:
+            if when is not None and (when in accepted_now or self._accepted(when)):
+                # a later close of a date already accepted (check 1): the listener keys days
+                # by date, and that date is the accepted day's; this one is kept (held, with
+                # its reason) in the journal store only
+                logger.warning(
+                    "day %s held as a second close of an accepted date; the accepted day stands",
+                    when,
+                    extra={"register": self.register_id, "business_date": str(when)},
+                )
+            elif when is not None:
                 self.listener.day_held(self.register, when, reason)
             logger.warning(
                 "day %s held: %s",
@@ -189,6 +205,10 @@ class RegisterIngest:
             tax=totals.tax,
             receipt_count=totals.receipt_count,
         )
+
+    def _accepted(self, business_date: date) -> bool:
+        row = self.store.day(self.register_id, business_date)
+        return row is not None and row.status == "accepted"
 
     def _update_open_day(self, analysis: JournalAnalysis | None) -> None:
         if analysis is None:
@@ -221,6 +241,18 @@ class RegisterIngest:
     def get_day(self, business_date: date) -> BusinessDay | None:
         """Rebuild an accepted day from its raw records (for resend and re-close)."""
         return rebuild_day(self.store, self.register_id, business_date)
+
+
+def day_totals_of(store: JournalStore, register_id: str, business_date: date) -> DayTotals | None:
+    """The sums of a stored day's records (held days too: for its slip and page)."""
+    row = store.day(register_id, business_date)
+    if row is None:
+        return None
+    lines = store.records(register_id, row.first_record_no, row.close_record_no)
+    result = analyze_journal(lines, after_record_no=row.first_record_no - 1).day_closing(
+        business_date
+    )
+    return result.totals if result is not None else None
 
 
 def rebuild_day(store: JournalStore, register_id: str, business_date: date) -> BusinessDay | None:
