@@ -27,7 +27,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from gatewayd.errors import FreeeRateLimited, FreeeRelink, FreeeRetryLater
+from gatewayd.errors import FreeeRateLimited, FreeeRetryLater
 from gatewayd.sync.freee_errors import (
     FreeeNotSent,
     FreeeTokenExpired,
@@ -153,7 +153,14 @@ class FreeeClient:
                     log.info("access token refused (%s): refreshing once", error)
                     self.tokens.refresh(rejected_access=token)
                     continue
-                raise FreeeRelink(str(error), status_code=401, freee_message=error.freee_message)
+                # refused again right after a successful refresh (a race, clock skew): not
+                # processed, so a retry later is safe; only a refresh refused with
+                # invalid_grant expires the link (freee-mapping.md section 6)
+                raise FreeeNotSent(
+                    f"{error} (again after a refresh)",
+                    status_code=401,
+                    freee_message=error.freee_message,
+                )
             raise error
         raise AssertionError("unreachable")
 
