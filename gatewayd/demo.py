@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import re
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -66,6 +67,19 @@ def approve(url: str) -> str:
     if match is None:
         raise RuntimeError("the consent page showed no code")
     return match.group(1)
+
+
+def _free_or_any(port: int) -> int:
+    """``port`` when it is free on 127.0.0.1, else 0 (any free port): a busy 8080 must not
+    spoil the demo."""
+    if port == 0:
+        return 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
 
 
 def demo_config(opts: DemoOptions, freee_url: str, register: Path, printer: Path) -> str:
@@ -160,7 +174,7 @@ class DemoRig:
         self.settings = load_settings(config)
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         write_password(password_path(self.settings.state_dir), hash_password(DEMO_PASSWORD))
-        self.gateway = Gateway(self.settings, web_port=self.opts.web_port)
+        self.gateway = Gateway(self.settings, web_port=_free_or_any(self.opts.web_port))
         self.gateway.start()
         self.link()
         self._loop = threading.Thread(target=self.gateway.run, name="main-loop", daemon=True)
