@@ -213,6 +213,19 @@ class DemoRig:
             time.sleep(0.2)
         return False
 
+    def wait_slips(self, timeout: float) -> bool:
+        """Until every close has its slip printed (the result slip follows the result)."""
+        assert self.gateway is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            waiting = [n for n in self.gateway.store.open_notices() if n.last_status is None]
+            printer = self.gateway.printer
+            pending = printer.snapshot().slips_pending if printer is not None else 0
+            if not waiting and not pending:
+                return True
+            time.sleep(0.2)
+        return False
+
     def slip_text(self) -> str:
         assert self.printer is not None
         return self.printer.printer.decoded().text
@@ -313,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
             show_changes()
             time.sleep(0.5)
         show_changes()
-        ok = rig.finished()
+        ok = rig.finished() and rig.wait_slips(30)
         assert rig.settings is not None
         rig.gateway.publish()
         print()
