@@ -207,6 +207,8 @@ class Gateway:
         notify.stopping("stopping")
         self.stop_event.set()
         self.wake_sync.set()
+        if self.sync is not None:
+            self.sync.interrupt()  # a step busy with a slow freee returns after its request
         for host in self.hosts.values():
             host.stop()
         for ingest in self.ingests.values():  # days whose Z came in the last moments

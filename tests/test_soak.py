@@ -152,3 +152,45 @@ def test_access_token_refused_twice_in_a_row_does_not_unlink(harness: Harness) -
     planned = [p.ref_number for day in days for p in svc.plan_for(REGISTER, day).postings
                if p.kind.value == "deal"]
     assert sorted(refs) == sorted(planned) and max(refs.values()) == 1
+
+
+def test_stop_does_not_wait_for_a_long_sync_step(tmp_path: Path) -> None:
+    """freee answers slowly and many postings wait: a sync step may run for its whole
+    budget (20 s) and more. SIGTERM (``Gateway.stop``) must not wait for it — systemd kills
+    the daemon after TimeoutStopSec=30s. Found by the soak: stops of 35 s and more, the main
+    thread blocked in ``SyncService.close`` on the step's lock."""
+    lines = generate_journal(23, 3, date(2025, 5, 12), receipts_per_day=40)
+    with EmulatorServer(tmp_path / "freee.sqlite", auto_approve=True) as freee:
+        freee.control.add_fault("latency", method="POST", path="/api/1/deals", ms=700)
+        sim = RegisterSimulator(lines)
+        sim.start_pty(tmp_path / "register")
+        settings = parse_settings({
+            "state_dir": str(tmp_path / "state"),
+            "poll_interval": 0.05,
+            "registers": [{"store_code": "0001", "terminal_no": "01",
+                           "port": str(tmp_path / "register")}],
+            "mapping": {"tax_names": {"0": "非課売上"}, "granularity": "receipt"},
+            "freee": {"api_base_url": freee.base_url, "auth_base_url": freee.base_url,
+                      "client_id": "gatewayd-emulator-client",
+                      "client_secret": "gatewayd-emulator-secret"},
+        })
+        gateway = Gateway(settings, web=False)
+        gateway.start()
+        assert gateway.sync is not None
+        start = gateway.sync.link_start()
+        gateway.sync.link_finish(approve(start.url), start.state)
+        loop = threading.Thread(target=gateway.run, daemon=True)
+        loop.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not freee.control.deals(MAIN_COMPANY) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert freee.control.deals(MAIN_COMPANY), "the sync never started posting"
+        finally:
+            began = time.monotonic()
+            gateway.stop_event.set()
+            loop.join(5)
+            gateway.stop()
+            took = time.monotonic() - began
+            sim.stop()
+        assert took < 8.0, f"stop took {took:.1f} s"

@@ -175,6 +175,7 @@ class SyncService:
             self.freee, self.tokens, self.client, self.master_cache, self.http, clock=clock
         )
         self._work = threading.RLock()
+        self._interrupt = threading.Event()  # set by interrupt(): the daemon is stopping
         self._worker_fd: int | None = None
         self._standby = False
         self._started = False
@@ -504,23 +505,30 @@ class SyncService:
                     self._requests_due_at = wake
                 continue
             self.outbox.finish_request(request.id, now, reports)
-            if time.monotonic() > deadline:
+            if self._out_of_time(deadline):
                 return 0.0
         self._release_refused(now)
         for due_day in self.outbox.days_due(now):
             self.deliverer.gate(due_day.register_id, due_day.business_date, now)
-            if time.monotonic() > deadline:
+            if self._out_of_time(deadline):
                 return 0.0
-        while time.monotonic() < deadline:
+        while not self._out_of_time(deadline):
             due = self.outbox.due_postings(now, limit=20)
             if not due:
                 break
             for row in due:
                 self.deliverer.deliver(row, now, cache)
-                if time.monotonic() > deadline:
+                if self._out_of_time(deadline):
                     return 0.0
         self.outbox.set_kv("fail_streak", None)
         return self._next_wait(now)
+
+    def interrupt(self) -> None:
+        """Make a running step return after its current request (the daemon is stopping)."""
+        self._interrupt.set()
+
+    def _out_of_time(self, deadline: float) -> bool:
+        return self._interrupt.is_set() or time.monotonic() > deadline
 
     def _next_wait(self, now: datetime) -> float:
         candidates = [now + timedelta(seconds=IDLE_WAIT)]
