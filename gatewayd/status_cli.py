@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import DEFAULT_CONFIG_PATH, Settings, load_settings
+from gatewayd.drivers.printer import snapshot_lines
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.snapshot import read_snapshot
 
@@ -90,6 +91,9 @@ def render_text(status: dict[str, Any]) -> str:
     freee = status.get("freee") or {}
     if freee:
         out.append(f"freee: {freee.get('state', '-')}  company {freee.get('company', '-')}")
+    devices = status.get("devices")
+    if devices:
+        out.extend(snapshot_lines(devices))
     for reg in status["registers"]:
         name = reg["store_name"] or ""
         out.append("")

@@ -17,7 +17,7 @@ import pytest
 
 from gatewayd.demo import DEMO_PASSWORD, DemoOptions, DemoRig
 from gatewayd.protocol.days import analyze_journal
-from gatewayd.status_cli import collect
+from gatewayd.status_cli import collect, render_text
 from gatewayd.web.model import DayStatus
 
 
@@ -72,6 +72,9 @@ def test_days_flow_from_register_to_freee_once(rig: DemoRig) -> None:
     for day in dates:
         assert days[day.isoformat()]["status"] == "accepted"
         assert days[day.isoformat()]["freee"]["state"] == "synced"
+    text = render_text(status)
+    assert "printer serial" in text and "ready" in text  # device states reach the status
+    assert "link up" in text
 
 
 def test_status_page_and_metrics_serve_the_live_daemon(rig: DemoRig) -> None:
