@@ -182,6 +182,12 @@ class Deliverer:
             missing = masters.missing_names(postings)
         prefix = self.item_prefix()
         creatable = [m for m in missing if m.kind == "items" and m.name.startswith(prefix)]
+        if creatable and masters.fetched_at < now:
+            # another box of the company, or an earlier try of ours cut short (a rate limit),
+            # may have made them meanwhile: read again first (a refused create costs a call)
+            masters = self.masters.refresh(now)
+            missing = masters.missing_names(postings)
+            creatable = [m for m in missing if m.kind == "items" and m.name.startswith(prefix)]
         if creatable:
             # create the other methods' 品目 too, so a later day never pays for it
             items = {m.name for m in creatable}
