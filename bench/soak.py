@@ -509,6 +509,8 @@ class Soak:
             def unlimit() -> None:
                 if self.emulator_up and self.emulator is not None:
                     self.emulator.control.set_config(rate_per_second=None)
+                else:  # freee is down just now: lift the limit once it is back
+                    self.later(0.5, "rate", unlimit)
 
             self.later(rng.uniform(2.0, 5.0), "rate", unlimit)
         elif action == "outage" and self.emulator_up and not self.busy("outage"):
