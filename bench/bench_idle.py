@@ -183,10 +183,11 @@ def main() -> int:
           f"printer every 5 s, status page on, freee requests while idle: {requests}")
     print(f"CPU: {cpu:.2f} s in {wall:.0f} s = {share:.2f} % of one core (goal < 1 %)")
     print(f"resident memory: RSS mean {statistics.mean(rss) / 1024:.1f} MiB, max "
-          f"{max(rss) / 1024:.1f} MiB, peak (VmHWM) {hwm / 1024:.1f} MiB; "
-          f"PSS mean {statistics.mean(pss) / 1024:.1f} MiB (goal < 60 MB)")
+          f"{max(rss) / 1024:.1f} MiB ({max(rss) * 1024 / 1e6:.1f} MB), peak (VmHWM) "
+          f"{hwm / 1024:.1f} MiB; PSS mean {statistics.mean(pss) / 1024:.1f} MiB "
+          "(goal < 60M as systemd counts it: MiB)")
     print(f"threads: {threads}")
-    ok = share < 1.0 and max(rss) * 1024 < 60_000_000
+    ok = share < 1.0 and max(rss) < 60 * 1024
     print("goals: " + ("met" if ok else "NOT met"))
     return 0 if ok else 1
 
