@@ -44,6 +44,7 @@ from gatewayd.web.model import DayStatus
 logger = logging.getLogger("gatewayd.daemon")
 
 SNAPSHOT_EVERY = 5.0
+SLIP_CHECK_EVERY = 2.0  # closes awaiting their slip: the sync snapshot is read this often
 LOOP_TICK = 0.5
 SYNC_STUCK_AFTER = 600.0  # a sync step longer than this means the thread hangs
 
@@ -134,6 +135,7 @@ class Gateway:
         self.watchdog = notify.Watchdog()
         self.errors: list[tuple[datetime, GatewayError]] = []
         self._last_snapshot = 0.0
+        self._last_slip_check = 0.0
         self._status_line = ""
 
     # --- DaySource for the sync -----------------------------------------------------------
@@ -259,11 +261,13 @@ class Gateway:
                 ingest.process()
             except GatewayError as exc:
                 self._error(exc, register_id=ingest.register_id)
-        try:
-            self._print_due_slips()
-        except GatewayError as exc:
-            self._error(exc)
         now = time.monotonic()
+        if now - self._last_slip_check >= SLIP_CHECK_EVERY:
+            self._last_slip_check = now
+            try:
+                self._print_due_slips()
+            except GatewayError as exc:
+                self._error(exc)
         if now - self._last_snapshot >= SNAPSHOT_EVERY:
             self._last_snapshot = now
             self.publish()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -35,6 +36,9 @@ from gatewayd.store.journal import CloseRow, DayRow, JournalStore
 logger = logging.getLogger("gatewayd.ingest")
 
 _Z = b"\tZ\t"
+# While a day runs, its receipt count and sales for the page are re-summed at most this
+# often (a full analysis of a 40,000-record day takes a noticeable share of a Pi's core).
+OPEN_DAY_REFRESH = 10.0
 
 
 class DayListener(Protocol):
@@ -80,6 +84,7 @@ class RegisterIngest:
         self._seen_recloses = {c.record_no for c in store.closes(self.register_id)}
         self._read_through = boundary
         self.open_day: OpenDayInfo | None = None
+        self._open_day_at = 0.0
         self.last_analysis_failures: tuple[str, ...] = ()
         self._close_arrived.set()  # analyse once at start: records may await since a crash
 
@@ -110,7 +115,7 @@ class RegisterIngest:
                 self._assembler.extend(new)
                 self._read_through = new[-1][0]
             if not (force or self._close_arrived.is_set()):
-                if new:
+                if new and time.monotonic() - self._open_day_at >= OPEN_DAY_REFRESH:
                     self._update_open_day(None)
                 return bool(new)
             self._close_arrived.clear()
@@ -211,6 +216,7 @@ class RegisterIngest:
         return row is not None and row.status == "accepted"
 
     def _update_open_day(self, analysis: JournalAnalysis | None) -> None:
+        self._open_day_at = time.monotonic()
         if analysis is None:
             analysis = self._assembler.analyze()
         day = analysis.open_day
