@@ -60,6 +60,17 @@ def fields(
     return out
 
 
+def lift_fields(record: logging.LogRecord) -> bool:
+    """Handler filter: ``extra={"register": …}`` (lower case, as loggers and adapters pass
+    it) also becomes the journal field ``REGISTER`` (and BUSINESS_DATE, REF_NUMBER)."""
+    for upper, lower in (("REGISTER", "register"), ("BUSINESS_DATE", "business_date"),
+                         ("REF_NUMBER", "ref_number")):
+        value = getattr(record, lower, None)
+        if value not in (None, "") and getattr(record, upper, None) in (None, ""):
+            setattr(record, upper, str(value))
+    return True
+
+
 def _syslog_priority(levelno: int) -> int:
     if levelno >= logging.CRITICAL:
         return 2
@@ -155,6 +166,7 @@ def setup_logging(
         handler = logging.StreamHandler(out)
         handler.setFormatter(ReadableFormatter(journal_prefix=stream_is_journal(out)))
     setattr(handler, _MARK, True)
+    handler.addFilter(lift_fields)
     root.addHandler(handler)
     root.setLevel(levelno)
     for name in CHATTY_LOGGERS:
