@@ -1,16 +1,20 @@
 """Benchmark: the daemon's CPU and memory while the shop is idle (goals: < 1 % of one core,
-< 60 MB resident).
+< 60 MB resident), and the close-to-freee latency end to end on the way.
 
     .venv/bin/python bench/bench_idle.py [--seconds 60] [--warmup 15] [--poll-interval 1.0]
+                                         [--days 5] [--receipts 200]
 
 The real ``gatewayd run`` (a child process) with the settings of the shipped example
 (``etc/gatewayd.toml``: register polled every second, printer status every 5 s, status page
-on, freee linked), against the register simulator on a pty (one business day already closed
-and sent, nothing new), the receipt printer simulator on a pty and the freee emulator. After
-the warm-up (the day transferred and posted) the script samples ``/proc/PID`` every second
-for ``--seconds``: CPU time (utime + stime) as a share of one core, resident memory (VmRSS,
-and PSS from smaps_rollup: shared library pages counted by share), peak (VmHWM), threads.
-The simulators and the emulator run in this process, so their cost is not the daemon's.
+on, freee linked), against the register simulator on a pty, the receipt printer simulator on
+a pty and the freee emulator. First the register closes ``--days`` business days one at a
+time: for each, the time from the close (the day's records and its Z become readable on the
+register) to the last of the day's planned postings stored in freee — Z-to-done through the
+whole box: poll, transfer, commit, checks, plan, outbox, requests. Then nothing happens:
+after ``--warmup`` s the script samples ``/proc/PID`` every second for ``--seconds``: CPU
+time (utime + stime) as a share of one core, resident memory (VmRSS, and PSS from
+smaps_rollup: shared library pages counted by share), peak (VmHWM), threads. The simulators
+and the emulator run in this process, so their cost is not the daemon's.
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from gatewayd.config import load_settings  # noqa: E402
 from gatewayd.demo import approve  # noqa: E402
+from gatewayd.protocol.days import analyze_journal  # noqa: E402
 from gatewayd.sim.freee.server import EmulatorServer  # noqa: E402
 from gatewayd.sim.journal_gen import generate_journal  # noqa: E402
 from gatewayd.sim.printer import PtyPrinterSimulator  # noqa: E402
 from gatewayd.sim.register import RegisterSimulator  # noqa: E402
+from gatewayd.sync.mapping import plan_day  # noqa: E402
+from gatewayd.sync.mapping_settings import mapping_from_settings  # noqa: E402
 from gatewayd.sync.service import SyncService  # noqa: E402
 
 CLIENT_ID, CLIENT_SECRET = "gatewayd-bench", "gatewayd-bench-secret"
@@ -87,6 +94,14 @@ class _NoDays:
         return None
 
 
+def in_freee(freee: EmulatorServer) -> set[str]:
+    refs = {str(d.get("ref_number")) for d in freee.control.deals()}
+    for t in freee.control.transfers():
+        for row in t.get("to_walletables") or []:
+            refs.add(str(row.get("description", "")).rsplit(" ", 1)[-1])
+    return refs
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
@@ -115,15 +130,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring")
     parser.add_argument("--poll-interval", type=float, default=1.0,
                         help="register poll interval (the example's 1.0 s)")
-    parser.add_argument("--receipts", type=int, default=200, help="receipts of the closed day")
+    parser.add_argument("--receipts", type=int, default=200, help="receipts per day")
+    parser.add_argument("--days", type=int, default=5, help="days closed before idling")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="gatewayd-idle-"))
-    journal = generate_journal(1, 1, date(2025, 5, 1), receipts_per_day=args.receipts)
+    journal = generate_journal(1, args.days, date(2025, 5, 1), receipts_per_day=args.receipts)
+    latencies: list[float] = []
     proc: subprocess.Popen[bytes] | None = None
     with EmulatorServer(tmp / "freee.sqlite", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                         auto_approve=True) as freee:
-        sim = RegisterSimulator(journal)
+        sim = RegisterSimulator(journal, visible_days=0)
         sim.start_pty(tmp / "register")
         printer = PtyPrinterSimulator(link=tmp / "printer").start()
         try:
@@ -143,11 +160,20 @@ def main() -> int:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gatewayd", "run", "--config", str(config)],
                 stdout=log, stderr=log, env=env, cwd=str(ROOT))
-            deadline = time.monotonic() + max(args.warmup, 60.0)
-            while time.monotonic() < deadline:  # the day transferred and in freee
-                if sim.committed == len(journal) and freee.control.deals():
-                    break
-                time.sleep(0.2)
+            reg = settings.registers[0]
+            mapping = mapping_from_settings(settings).for_register(reg)
+            days = analyze_journal(journal, after_record_no=0).days
+            time.sleep(3.0)  # the daemon up and polling
+            for result in days:
+                assert result.day is not None
+                refs = {p.ref_number
+                        for p in plan_day(result.day, "0001", "01", mapping).postings}
+                began = time.monotonic()
+                sim.reveal_next_day()
+                deadline = began + 60
+                while time.monotonic() < deadline and not refs <= in_freee(freee):
+                    time.sleep(0.02)
+                latencies.append(time.monotonic() - began)
             posted = len(freee.control.deals())
             time.sleep(args.warmup)
             pid = proc.pid
@@ -177,6 +203,10 @@ def main() -> int:
             sim.stop()
     shutil.rmtree(tmp, ignore_errors=True)
     share = 100.0 * cpu / wall
+    print(f"Z-to-done, end to end ({args.days} days of {args.receipts} receipts, closed one at "
+          f"a time): " + ", ".join(f"{t:.2f}" for t in latencies) + " s; median "
+          f"{statistics.median(latencies):.2f} s (register polled every "
+          f"{args.poll_interval:g} s)")
     print(f"daemon idle for {wall:.0f} s after a {args.warmup:.0f} s warm-up "
           f"({len(journal)} records transferred, {posted} deals posted before)")
     print(f"register polled every {args.poll_interval:g} s ({polls} S requests in all), "
