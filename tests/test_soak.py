@@ -35,8 +35,6 @@ from gatewayd.sim.register import RegisterSimulator
 from gatewayd.sync.outbox import Gate
 from gatewayd.sync.tokens import LinkState
 
-pytest_plugins = ["sync_fixtures"]
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,7 +53,7 @@ def test_soak_small(tmp_path: Path) -> None:
     soak = load_soak()
     lines: list[str] = []
     opts = soak.SoakOptions(
-        days=8, seed=20250, receipts=10, day_gap=2.0, chaos=1.5, held_fraction=0.3,
+        days=10, seed=20250, receipts=10, day_gap=2.0, chaos=1.5, held_fraction=0.3,
         reclose_every=3, settle_timeout=60.0, workdir=tmp_path / "soak", log=lines.append,
     )
     report = soak.run_soak(opts)
