@@ -118,7 +118,7 @@ class SoakReport:
         out = [
             f"days: {self.days} closed ({self.accepted} accepted, {self.held} held), "
             f"{self.recloses} re-closes, {self.records} records, {self.postings} postings",
-            f"faults injected: {sum(self.faults.values())} "
+            f"faults injected: {sum(n for k, n in self.faults.items() if k[0] != '(')} "
             f"(daemon started {self.daemon_starts} times)",
         ]
         out += [f"  {n:4d}  {name}" for name, n in sorted(self.faults.items())]
@@ -472,7 +472,7 @@ class Soak:
             if code == -signal.SIGTERM:
                 # it was still importing: Python's default SIGTERM action ended it (its
                 # handler is installed once the store is open) — as safe as a SIGKILL
-                faults["daemon restart hit its start-up (ended by SIGTERM's default)"] += 1
+                faults["(restarts that hit the start-up: ended by SIGTERM's default)"] += 1
             elif code not in (0, -signal.SIGKILL):
                 self.report.problems.append(
                     f"daemon did not stop cleanly on SIGTERM ({code}):\n"
