@@ -216,9 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where the boxes' state goes (default: a tmpfs under /dev/shm)")
     args = parser.parse_args(argv)
 
-    base = args.state or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
-    tmp = Path(tempfile.mkdtemp(prefix="gatewayd-fleet-", dir=base))
     sim = SimClock(jst_evening(FIRST_DAY - timedelta(days=1)) - timedelta(hours=10))
+    base = args.state or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
+    # freee names its reset times in its own clock: here the simulated one, so the client
+    # reads them against the simulated clock too (on a box both are the wall clock)
+    import gatewayd.sync.freee_client as freee_client
+
+    plain = freee_client.error_from_response
+    freee_client.error_from_response = (  # type: ignore[assignment]
+        lambda resp, now=None: plain(resp, now=now or sim.now))
+    tmp = Path(tempfile.mkdtemp(prefix="gatewayd-fleet-", dir=base))
     transport = LatencyTransport(sim, args.latency)
     t0 = time.perf_counter()
     stores: list[Store] = []

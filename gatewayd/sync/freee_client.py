@@ -147,7 +147,7 @@ class FreeeClient:
                     return resp.json()
                 except ValueError as exc:
                     raise FreeeRetryLater(f"{method} {path}: answer is not JSON") from exc
-            error = error_from_response(resp, now=self.tokens.clock())  # the one clock
+            error = error_from_response(resp)
             if isinstance(error, FreeeTokenExpired):
                 if attempt == 1:
                     log.info("access token refused (%s): refreshing once", error)
