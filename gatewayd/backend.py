@@ -176,6 +176,12 @@ class DaemonBackend:
 
     def _errors(self, snap: SyncSnapshot | None) -> tuple[ErrorEntry, ...]:
         own = [ErrorEntry.from_error(exc, at) for at, exc in self.gateway.errors]
+        for reg_id, host in self.gateway.hosts.items():  # what stops a register right now
+            state = host.snapshot()
+            exc = state.current_exception
+            if isinstance(exc, GatewayError) and state.last_error_at is not None:
+                at = state.last_error_at.astimezone(UTC)
+                own.append(ErrorEntry.from_error(exc, at, register_id=reg_id))
         theirs = list(snap.errors) if snap is not None else []
         merged = sorted([*own, *theirs], key=lambda e: e.at, reverse=True)
         return tuple(merged[:20])

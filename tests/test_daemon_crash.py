@@ -60,6 +60,7 @@ def test_sigkill_mid_transfer_then_restart_keeps_every_record_once(tmp_path: Pat
     state = tmp_path / "state"
     log = tmp_path / "daemon.log"
     total = len(journal)
+    proc: subprocess.Popen[bytes] | None = None
     try:
         for round_ in range(2):
             proc = start_daemon(config, log)
@@ -78,6 +79,9 @@ def test_sigkill_mid_transfer_then_restart_keeps_every_record_once(tmp_path: Pat
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, log.read_text(errors="replace")
     finally:
+        if proc is not None and proc.poll() is None:  # a failed assertion: no orphan daemon
+            proc.kill()
+            proc.wait()
         sim.stop()
     store = JournalStore.in_state_dir(state)
     records = store.records("0001-01")

@@ -137,6 +137,8 @@ class HostState:
     last_poll_at: datetime | None
     backoff: float
     counters: HostCounters = field(default_factory=HostCounters)
+    current_exception: BaseException | None = None  # current_error's exception (its class
+    # says who acts: a StorageError is the box's disk, a LinkDown the cable)
 
 
 class _Outcome:
@@ -181,6 +183,7 @@ class RegisterHost:
         self._link_up = False
         self._last_error: str | None = None
         self._current_error: str | None = None
+        self._current_exc: BaseException | None = None
         self._cycle_errors = 0
         self._last_error_at: datetime | None = None
         self._last_info: StatusInfo | None = None
@@ -206,11 +209,13 @@ class RegisterHost:
                 last_poll_at=self._last_poll_at,
                 backoff=self._backoff,
                 counters=replace(self.counters),
+                current_exception=self._current_exc,
             )
 
     def _error(self, exc: BaseException, *, level: int = logging.WARNING) -> None:
         with self._lock:
             self._last_error = self._current_error = str(exc)
+            self._current_exc = exc
             self._last_error_at = datetime.now()
             self._cycle_errors += 1
         self.log.log(level, "%s: %s", type(exc).__name__, exc)
@@ -251,6 +256,7 @@ class RegisterHost:
                 if not self._cycle_errors:
                     with self._lock:
                         self._current_error = None
+                        self._current_exc = None
             except LinkDown as exc:
                 self._link_down(exc)
                 self._wait_backoff()
