@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,26 @@ def collect(settings: Settings, days: int = 14) -> dict[str, Any]:
         store.close()
 
 
+STALE_AFTER = 60.0  # the daemon rewrites its snapshot every 5 s
+
+
+def _age_seconds(stamp: str) -> float | None:
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return (datetime.now(UTC) - when).total_seconds()
+
+
 def render_text(status: dict[str, Any]) -> str:
     out: list[str] = []
     if status.get("snapshot_time"):
-        out.append(f"daemon snapshot: {status['snapshot_time']} ({status.get('daemon') or '-'})")
+        line = f"daemon snapshot: {status['snapshot_time']} ({status.get('daemon') or '-'})"
+        age = _age_seconds(status["snapshot_time"])
+        if age is not None and age > STALE_AFTER:
+            line += (f"  STALE: {age:.0f} s old — the daemon is stopped, hung, or cannot write"
+                     " its state directory (disk full?)")
+        out.append(line)
     else:
         out.append("daemon snapshot: none (the daemon has not run yet)")
     freee = status.get("freee") or {}

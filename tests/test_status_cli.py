@@ -13,6 +13,7 @@ from gatewayd.config import load_settings
 from gatewayd.ingest import RegisterIngest
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import generate_journal
+from gatewayd.status_cli import render_text
 from gatewayd.store.journal import JournalStore
 
 CONFIG = """
@@ -72,3 +73,12 @@ def test_status_with_a_broken_config_says_so(tmp_path: Path,
     assert main(["status", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "registers[0].store_code" in err and "設定ファイル" in err
+
+
+def test_stale_snapshot_is_flagged() -> None:
+    old = {"snapshot_time": "2025-01-10T10:00:00+00:00", "daemon": "running", "registers": []}
+    assert "STALE" in render_text(old)
+    from datetime import UTC, datetime
+
+    fresh = dict(old, snapshot_time=datetime.now(UTC).isoformat(timespec="seconds"))
+    assert "STALE" not in render_text(fresh)
