@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from gatewayd import notify
@@ -70,34 +69,19 @@ class _Listener:
     def day_accepted(self, register: RegisterSettings, day: BusinessDay) -> None:
         if self.gateway.sync is not None:
             self.gateway.sync.day_accepted(register, day)
-        self.gateway.slips.expect(register, day.business_date, day.close_no)
+        self.gateway.expect_slip(register, day.business_date, day.close_no)
         self.gateway.wake_sync.set()
 
     def day_held(self, register: RegisterSettings, business_date: date, reason: str) -> None:
         if self.gateway.sync is not None:
             self.gateway.sync.day_held(register, business_date, reason)
-        self.gateway.slips.expect(register, business_date, 1)
+        self.gateway.expect_slip(register, business_date, 1)
 
     def reclose(self, register: RegisterSettings, business_date: date, close_no: int) -> None:
         if self.gateway.sync is not None:
             self.gateway.sync.reclose(register, business_date, close_no)
-        self.gateway.slips.expect(register, business_date, close_no)
+        self.gateway.expect_slip(register, business_date, close_no)
         self.gateway.wake_sync.set()
-
-
-class SlipTracker:
-    """Which closes still await their slip; a slip is queued once the outcome is known.
-
-    A close is "known" when the sync says its day is 送信済 or 保留. The expectation lives in
-    the journal store (``notices``), so a restart between the close and its outcome still
-    prints the slip; the slip queue's key (date, close, result) keeps it from printing twice.
-    """
-
-    def __init__(self, store: JournalStore) -> None:
-        self.store = store
-
-    def expect(self, register: RegisterSettings, business_date: date, close_no: int) -> None:
-        self.store.add_notice(register.register_id, business_date, close_no)
 
 
 class Gateway:
@@ -117,9 +101,7 @@ class Gateway:
         self.state_dir = settings.state_dir
         self.stop_event = threading.Event()
         self.wake_sync = threading.Event()
-        self.ready = threading.Event()
         self.store = JournalStore.in_state_dir(self.state_dir)
-        self.slips = SlipTracker(self.store)
         self.listener = _Listener(self)
         self.sync: SyncService | None = None
         self._sync_factory = sync_factory or _default_sync
@@ -182,7 +164,6 @@ class Gateway:
         if self._want_web:
             self._start_web()
         self.watchdog.start()
-        self.ready.set()
         notify.ready(f"{len(self.hosts)} register(s), state in {self.state_dir}")
         logger.info("gatewayd started: %d register(s)", len(self.hosts))
 
@@ -285,6 +266,15 @@ class Gateway:
         return True
 
     # --- slips ---------------------------------------------------------------------------
+
+    def expect_slip(self, register: RegisterSettings, business_date: date, close_no: int) -> None:
+        """A close awaits its slip, printed once its outcome is known (送信済 or 保留).
+
+        The expectation lives in the journal store (``notices``), so a restart between the
+        close and its outcome still prints it; the slip queue's key (date, close, result)
+        keeps it from printing twice.
+        """
+        self.store.add_notice(register.register_id, business_date, close_no)
 
     def _print_due_slips(self) -> None:
         notices = self.store.open_notices()
@@ -458,7 +448,7 @@ def _default_printer(
     return PrinterMonitor(printer, drawer, slip, queue, on_drawer_alert=on_drawer_alert)
 
 
-def run_daemon(settings: Settings, *, state_dir: Path | None = None) -> int:
+def run_daemon(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     import signal
 
