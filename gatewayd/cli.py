@@ -47,7 +47,10 @@ def _load(module: str) -> CommandModule:
 
 def build_parser(words: Sequence[str] = ()) -> argparse.ArgumentParser:
     """Build the parser; only the module of the chosen command is imported."""
-    parser = argparse.ArgumentParser(prog="gatewayd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gatewayd",
+        description="The store gateway box: register journal to freee会計, exactly once.",
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for key, (module, help_text) in COMMANDS.items():
