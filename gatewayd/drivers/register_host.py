@@ -249,7 +249,6 @@ class RegisterHost:
                                 else logging.WARNING)
                     self._wait_backoff()
                     continue
-            answered = self.counters.exchanges
             self._cycle_errors = 0
             try:
                 self.poll_once()
@@ -269,8 +268,6 @@ class RegisterHost:
                 self.close()  # start afresh: reopen the port, S first
                 self._wait_backoff()
                 continue
-            if self.counters.exchanges > answered:
-                self._backoff = self.config.backoff_initial
             self.stop_event.wait(self.config.poll_interval)
         self.close()
 
@@ -336,6 +333,9 @@ class RegisterHost:
     def _accept(self, response: Frame, data: bytes) -> Frame:
         status = response.register_status
         self.counters.exchanges += 1
+        # the register answers on this port: the next link-down starts at 1 s again, even
+        # when it comes in the middle of this cycle (spec 2a: back to 1 s after a reopen)
+        self._backoff = self.config.backoff_initial
         with self._lock:
             self._link_up = True
             self._last_status = status
