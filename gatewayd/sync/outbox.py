@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.store.db import StoreFile, run_script
+from gatewayd.sync.plan import DayPlan
 
 OUTBOX_FILE = "outbox.sqlite"
 MAX_ERRORS = 200
@@ -354,6 +355,32 @@ class Outbox(StoreFile):
             (register_id, start.isoformat(), end.isoformat()),
         )
         return [_day(r) for r in rows]
+
+    def upsert_plan(
+        self,
+        conn: sqlite3.Connection,
+        register_id: str,
+        plan: DayPlan,
+        settings_hash: str | None,
+        now: datetime,
+        *,
+        gate: Gate,
+        **hold: Any,
+    ) -> None:
+        """``upsert_day`` for a planned day: its identity and plan come from ``plan``."""
+        self.upsert_day(
+            conn,
+            register_id=register_id,
+            business_date=plan.business_date,
+            store_code=plan.store_code,
+            terminal_no=plan.terminal_no,
+            close_no=plan.close_no,
+            gate=gate,
+            plan=plan.to_json(),
+            settings_hash=settings_hash,
+            now=now,
+            **hold,
+        )
 
     def upsert_day(
         self,

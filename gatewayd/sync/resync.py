@@ -373,17 +373,13 @@ class Resyncer:
             now + timedelta(seconds=self.deliverer.settings.recheck_interval) if recheck else None
         )
         with self.outbox.tx() as conn:
-            self.outbox.upsert_day(
+            self.outbox.upsert_plan(
                 conn,
-                register_id=register_id,
-                business_date=plan.business_date,
-                store_code=plan.store_code,
-                terminal_no=plan.terminal_no,
-                close_no=plan.close_no,
+                register_id,
+                plan,
+                settings_hash,
+                now,
                 gate=Gate.HELD,
-                plan=plan.to_json(),
-                settings_hash=settings_hash,
-                now=now,
                 hold_kind=kind,
                 hold_reason=reason,
                 hold_detail=detail,
@@ -396,17 +392,13 @@ class Resyncer:
     ) -> None:
         """Queue a day none of whose postings reached freee: its rows become the plan's."""
         with self.outbox.tx() as conn:
-            self.outbox.upsert_day(
+            self.outbox.upsert_plan(
                 conn,
-                register_id=register_id,
-                business_date=plan.business_date,
-                store_code=plan.store_code,
-                terminal_no=plan.terminal_no,
-                close_no=plan.close_no,
+                register_id,
+                plan,
+                settings_hash,
+                now,
                 gate=Gate.CHECK,
-                plan=plan.to_json(),
-                settings_hash=settings_hash,
-                now=now,
             )
             wanted = {p.ref_number for p in plan.postings}
             for row in self.outbox.postings_of(register_id, plan.business_date):
@@ -433,17 +425,13 @@ class Resyncer:
     ) -> None:
         seqs = {p.ref_number: i for i, p in enumerate(plan.postings)}
         with self.outbox.tx() as conn:
-            self.outbox.upsert_day(
+            self.outbox.upsert_plan(
                 conn,
-                register_id=register_id,
-                business_date=plan.business_date,
-                store_code=plan.store_code,
-                terminal_no=plan.terminal_no,
-                close_no=plan.close_no,
+                register_id,
+                plan,
+                settings_hash,
+                now,
                 gate=Gate.OPEN,
-                plan=plan.to_json(),
-                settings_hash=settings_hash,
-                now=now,
             )
             for d in decisions:
                 row = d.row
