@@ -102,7 +102,7 @@ class RegisterIngest:
                 extra={"register": self.register_id},
             )
         if any(_Z in line for line in lines):
-            self._close_arrived.set()
+            self._close_arrived.set()  # after the commit: see process()
         return result.last_record_no
 
     # --- main loop ------------------------------------------------------------------------
@@ -110,18 +110,30 @@ class RegisterIngest:
     def process(self, *, force: bool = False) -> bool:
         """Take in new records; assemble and check when a close arrived. True if work done."""
         with self._lock:
+            # The flag is taken (tested and cleared) *before* the read: the host commits a
+            # batch and only then sets the flag, so a close whose flag this clears is already
+            # committed and in the read below; a close committed after the read sets it again
+            # for the next turn. Reading first would let a Z committed between the read and
+            # the clear use up its flag on an analysis without it (issue 11, section 3).
+            closing = self._take_close_flag() or force
             new = self.store.records(self.register_id, self._read_through + 1)
             if new:
                 self._assembler.extend(new)
                 self._read_through = new[-1][0]
-            if not (force or self._close_arrived.is_set()):
+            if not closing:
                 if new and time.monotonic() - self._open_day_at >= OPEN_DAY_REFRESH:
                     self._update_open_day(None)
                 return bool(new)
-            self._close_arrived.clear()
             analysis = self._assembler.analyze()
             self._take(analysis)
             return True
+
+    def _take_close_flag(self) -> bool:
+        """True (and cleared) when a close arrived since the last take."""
+        if not self._close_arrived.is_set():
+            return False
+        self._close_arrived.clear()
+        return True
 
     def _take(self, analysis: JournalAnalysis) -> None:
         finished = [d for d in analysis.days if d.status != "open"]

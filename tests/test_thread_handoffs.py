@@ -1,0 +1,164 @@
+"""Hand-offs between the daemon's threads, each forced into its worst interleaving.
+
+Every test here makes the other thread act at one exact point of the first (a store or
+event wrapper that runs it there, in a real thread, and waits for it), so the outcome does
+not depend on the scheduler: each fails on the ordering it guards against, every time.
+The list of hand-offs and why each is safe is in docs/daemon.md ("Threads and hand-offs").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from gatewayd.config import RegisterSettings
+from gatewayd.ingest import RegisterIngest
+from gatewayd.protocol.records import BusinessDay
+from gatewayd.sim.journal_gen import generate_journal
+from gatewayd.store.journal import JournalStore
+
+REG = RegisterSettings(store_code="0001", terminal_no="01", port="loop://")
+START = date(2025, 1, 10)
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.accepted: list[date] = []
+        self.held: list[date] = []
+
+    def day_accepted(self, register: RegisterSettings, day: BusinessDay) -> None:
+        self.accepted.append(day.business_date)
+
+    def day_held(self, register: RegisterSettings, business_date: date, reason: str) -> None:
+        self.held.append(business_date)
+
+    def reclose(self, register: RegisterSettings, business_date: date, close_no: int) -> None:
+        pass
+
+
+def in_thread(action: Callable[[], object], name: str) -> None:
+    """Run ``action`` in its own thread now and wait for it (the other thread's turn)."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:  # re-raised in the test's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), f"{name} did not finish"
+    if failures:
+        raise failures[0]
+
+
+def one_day() -> tuple[list[bytes], list[bytes]]:
+    """One business day as raw records, split just before its Z: (before, from the Z on)."""
+    raw = [line.encode("cp932") for line in generate_journal(11, 1, START, receipts_per_day=6)]
+    z_at = next(i for i, line in enumerate(raw) if b"\tZ\t" in line)
+    return raw[:z_at], raw[z_at:]
+
+
+def settle(ingest: RegisterIngest) -> None:
+    """The main loop's next turns, with nothing more arriving."""
+    for _ in range(3):
+        ingest.process()
+
+
+# --- the close flag: register host thread -> main loop (RegisterIngest) ---------------------
+
+
+def test_close_committed_during_the_read_is_processed(tmp_path: Path) -> None:
+    """The host commits the batch holding the Z while process() reads the new records.
+
+    On the old ordering (read, then test and clear the flag) the flag set by that batch was
+    cleared by an analysis that did not include the Z, and the day was never processed.
+    """
+    store = JournalStore.in_state_dir(tmp_path)
+    listener = Listener()
+    ingest = RegisterIngest(store, REG, listener)
+    before, closing = one_day()
+    ingest.store_records(1, before)
+    ingest.process()  # the start-up analysis; the day is open
+    assert ingest.open_day is not None and listener.accepted == []
+
+    real_records = store.records
+    armed = [True]
+
+    def records_then_host_commits(*args: Any, **kwargs: Any) -> list[tuple[int, bytes]]:
+        rows = real_records(*args, **kwargs)
+        if armed[0]:
+            armed[0] = False  # the host's turn: right after the read, before anything else
+            in_thread(
+                lambda: ingest.store_records(len(before) + 1, closing), "register-host"
+            )
+        return rows
+
+    store.records = records_then_host_commits  # type: ignore[method-assign]
+    ingest.process()
+    assert not armed[0], "the interleaving did not happen"
+    settle(ingest)
+    assert listener.accepted == [START]
+    row = store.day("0001-01", START)
+    assert row is not None and row.status == "accepted"
+    assert ingest.open_day is None
+
+
+def test_close_committed_between_flag_test_and_clear_is_processed(tmp_path: Path) -> None:
+    """The host sets the flag again between process()'s test of it and its clear.
+
+    That set is cleared unseen; it is safe only because the read comes after the clear
+    (its batch was committed before it set the flag). The old ordering fails here too.
+    """
+    store = JournalStore.in_state_dir(tmp_path)
+    listener = Listener()
+    ingest = RegisterIngest(store, REG, listener)
+    before, closing = one_day()
+    ingest.store_records(1, before[:5])
+    ingest.process()
+    ingest.store_records(6, before[5:])  # more of the day; a Z-less batch leaves no flag
+    # a close arrived earlier (e.g. the start-up flag, or a re-close): the flag is up
+    ingest._close_arrived.set()
+
+    armed = [True]
+    flag = ingest._close_arrived
+
+    class HostCommitsBeforeClear(threading.Event):
+        def is_set(self) -> bool:
+            return flag.is_set()
+
+        def set(self) -> None:
+            flag.set()
+
+        def clear(self) -> None:
+            if armed[0]:
+                armed[0] = False
+                in_thread(
+                    lambda: ingest.store_records(len(before) + 1, closing), "register-host"
+                )
+            flag.clear()
+
+    ingest._close_arrived = HostCommitsBeforeClear()
+    ingest.process()
+    assert not armed[0], "the interleaving did not happen"
+    settle(ingest)
+    assert listener.accepted == [START]
+
+
+def test_a_close_after_the_read_waits_for_the_next_turn(tmp_path: Path) -> None:
+    """A Z committed after process() read is not lost: its flag stays for the next turn."""
+    store = JournalStore.in_state_dir(tmp_path)
+    listener = Listener()
+    ingest = RegisterIngest(store, REG, listener)
+    before, closing = one_day()
+    ingest.store_records(1, before)
+    ingest.process()
+    ingest.store_records(len(before) + 1, closing)
+    ingest.process()
+    assert listener.accepted == [START]
+    assert ingest.process() is False  # nothing new, no flag left over
