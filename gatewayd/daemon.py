@@ -123,6 +123,10 @@ class Gateway:
     # --- DaySource for the sync -----------------------------------------------------------
 
     def get_day(self, register_id: str, business_date: date) -> BusinessDay | None:
+        """Through the register's ingest: waits for its processing (a re-close saved)."""
+        ingest = self.ingests.get(register_id)
+        if ingest is not None:
+            return ingest.get_day(business_date)
         return rebuild_day(self.store, register_id, business_date)
 
     # --- lifecycle -----------------------------------------------------------------------

@@ -74,7 +74,9 @@ class RegisterIngest:
         self.register_id = register.register_id
         store.ensure_register(self.register_id, register.store_code, register.terminal_no)
         self._close_arrived = threading.Event()
-        self._lock = threading.Lock()
+        # held for a whole process() (tell the listeners, then save) and by get_day(): a
+        # day read back from another thread never misses what a told re-close saves
+        self._lock = threading.RLock()
         boundary = store.processed_through(self.register_id)
         self._assembler = JournalAssembler(
             after_record_no=boundary,
@@ -257,8 +259,14 @@ class RegisterIngest:
         return closes
 
     def get_day(self, business_date: date) -> BusinessDay | None:
-        """Rebuild an accepted day from its raw records (for resend and re-close)."""
-        return rebuild_day(self.store, self.register_id, business_date)
+        """Rebuild an accepted day from its raw records (for resend and re-close).
+
+        Waits for a process() under way: the listeners hear of a re-close before it is
+        saved (see the module's docstring), and the sync thread may act on that news at
+        once; without the wait it would rebuild the day without the re-close.
+        """
+        with self._lock:
+            return rebuild_day(self.store, self.register_id, business_date)
 
 
 def day_totals_of(store: JournalStore, register_id: str, business_date: date) -> DayTotals | None:

@@ -14,10 +14,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gatewayd.config import RegisterSettings
+from gatewayd.config import RegisterSettings, load_settings
+from gatewayd.daemon import Gateway
 from gatewayd.ingest import RegisterIngest
 from gatewayd.protocol.records import BusinessDay
-from gatewayd.sim.journal_gen import generate_journal
+from gatewayd.sim.journal_gen import Reclose, generate_journal
 from gatewayd.store.journal import JournalStore
 
 REG = RegisterSettings(store_code="0001", terminal_no="01", port="loop://")
@@ -162,3 +163,69 @@ def test_a_close_after_the_read_waits_for_the_next_turn(tmp_path: Path) -> None:
     ingest.process()
     assert listener.accepted == [START]
     assert ingest.process() is False  # nothing new, no flag left over
+
+
+# --- a re-close told to the sync: main loop -> sync thread (DaySource.get_day) --------------
+
+CONFIG = """
+state_dir = "state"
+[[registers]]
+store_code = "0001"
+terminal_no = "01"
+port = "{register}"
+"""
+
+
+def bare_gateway(tmp_path: Path) -> Gateway:
+    """A Gateway built but not started: no threads of its own, no sync, no printer, no page."""
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text(CONFIG.format(register=tmp_path / "no-register"), encoding="utf-8")
+    return Gateway(load_settings(cfg), sync_factory=lambda s, g: None, web=False)
+
+
+def test_sync_reads_a_reclosed_day_with_its_reclose(tmp_path: Path) -> None:
+    """The sync thread rebuilds the day as soon as it hears of the re-close.
+
+    The listeners hear of a re-close before it is saved (a crash in between repeats the
+    news); the sync thread, woken by that news, read the day back at once and got it
+    without the re-close (close_no 1). The read now waits for the processing to end.
+    """
+    gateway = bare_gateway(tmp_path)
+    reg = gateway.settings.registers[0]
+    raw = [
+        line.encode("cp932")
+        for line in generate_journal(5, 2, START, receipts_per_day=4, recloses=[Reclose(0, 1)])
+    ]
+    first_z = next(i for i, line in enumerate(raw) if b"\tZ\t" in line)
+    read_back: list[BusinessDay | None] = []
+    sync_thread: list[threading.Thread] = []
+
+    class SyncHearsReclose(Listener):
+        def reclose(self, register: RegisterSettings, business_date: date, close_no: int) -> None:
+            # the sync thread acts on the news now; the main loop goes on only once the sync
+            # thread has read the day, or is waiting to (1 s: it is then blocked)
+            thread = threading.Thread(
+                target=lambda: read_back.append(gateway.get_day(reg.register_id, business_date)),
+                name="sync",
+                daemon=True,
+            )
+            thread.start()
+            thread.join(1.0)
+            sync_thread.append(thread)
+
+    listener = SyncHearsReclose()
+    ingest = RegisterIngest(gateway.store, reg, listener)
+    gateway.ingests[reg.register_id] = ingest
+    try:
+        ingest.store_records(1, raw[: first_z + 1])
+        settle(ingest)
+        assert listener.accepted == [START]
+        ingest.store_records(first_z + 2, raw[first_z + 1 :])  # day 2, its re-close of day 1
+        settle(ingest)
+        assert len(sync_thread) == 1, "the re-close was not told"
+        sync_thread[0].join(10)
+        assert len(read_back) == 1
+        day = read_back[0]
+        assert day is not None and day.close_no == 2
+    finally:
+        gateway.store.close()
