@@ -115,7 +115,10 @@ class Gateway:
         self._web_port = web_port
         self.web: Any = None
         self.watchdog = notify.Watchdog()
+        # recent errors, from the main loop, the sync and the printer monitor threads; the
+        # list is replaced, never changed in place, so the page's thread may read it unlocked
         self.errors: list[tuple[datetime, GatewayError]] = []
+        self._errors_lock = threading.Lock()
         self._last_snapshot = 0.0
         self._last_slip_check = 0.0
         self._status_line = ""
@@ -361,8 +364,8 @@ class Gateway:
 
     def _error(self, exc: GatewayError, register_id: str | None = None) -> None:
         logger.error("%s", exc, extra={"register": register_id} if register_id else None)
-        self.errors.append((datetime.now(UTC), exc))
-        del self.errors[:-50]
+        with self._errors_lock:
+            self.errors = [*self.errors[-49:], (datetime.now(UTC), exc)]
 
     def status_data(self) -> dict[str, Any]:
         """The snapshot other processes read (``gatewayd status``)."""

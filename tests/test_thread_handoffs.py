@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gatewayd import backend as backend_module
+from gatewayd.backend import DaemonBackend
 from gatewayd.config import RegisterSettings, load_settings
 from gatewayd.daemon import Gateway
+from gatewayd.errors import GatewayError
 from gatewayd.ingest import RegisterIngest
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import Reclose, generate_journal
 from gatewayd.store.journal import JournalStore
+from gatewayd.web.model import ErrorEntry
 
 REG = RegisterSettings(store_code="0001", terminal_no="01", port="loop://")
 START = date(2025, 1, 10)
@@ -95,9 +99,7 @@ def test_close_committed_during_the_read_is_processed(tmp_path: Path) -> None:
         rows = real_records(*args, **kwargs)
         if armed[0]:
             armed[0] = False  # the host's turn: right after the read, before anything else
-            in_thread(
-                lambda: ingest.store_records(len(before) + 1, closing), "register-host"
-            )
+            in_thread(lambda: ingest.store_records(len(before) + 1, closing), "register-host")
         return rows
 
     store.records = records_then_host_commits  # type: ignore[method-assign]
@@ -139,9 +141,7 @@ def test_close_committed_between_flag_test_and_clear_is_processed(tmp_path: Path
         def clear(self) -> None:
             if armed[0]:
                 armed[0] = False
-                in_thread(
-                    lambda: ingest.store_records(len(before) + 1, closing), "register-host"
-                )
+                in_thread(lambda: ingest.store_records(len(before) + 1, closing), "register-host")
             flag.clear()
 
     ingest._close_arrived = HostCommitsBeforeClear()
@@ -227,5 +227,43 @@ def test_sync_reads_a_reclosed_day_with_its_reclose(tmp_path: Path) -> None:
         assert len(read_back) == 1
         day = read_back[0]
         assert day is not None and day.close_no == 2
+    finally:
+        gateway.store.close()
+
+
+# --- recent errors: main loop, sync and printer threads -> the page's thread ----------------
+
+
+def test_page_reads_recent_errors_whole_while_one_is_added(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An error added (by another thread) while the page lists the errors.
+
+    The list was trimmed in place (append, then delete the oldest): the page's iteration
+    then skipped one entry, the newest it had. Now it sees one list, before or after.
+    """
+    gateway = bare_gateway(tmp_path)
+    try:
+        base = datetime(2025, 1, 10, 9, 0, tzinfo=UTC)  # older than any error added now
+        gateway.errors = [
+            (base + timedelta(seconds=i), GatewayError(f"error {i}")) for i in range(50)
+        ]
+        seen = [0]
+
+        class AddsOneMidway:
+            @staticmethod
+            def from_error(exc: GatewayError, at: datetime, **kw: Any) -> ErrorEntry:
+                seen[0] += 1
+                if seen[0] == 49:  # the page is at the 49th of 50
+                    in_thread(lambda: gateway._error(GatewayError("error 50")), "sync")
+                return ErrorEntry.from_error(exc, at, **kw)
+
+        monkeypatch.setattr(backend_module, "ErrorEntry", AddsOneMidway)
+        shown = [e.message for e in DaemonBackend(gateway)._errors(None)]
+        before = [f"error {i}" for i in range(49, 29, -1)]
+        after = [f"error {i}" for i in range(50, 30, -1)]
+        assert seen[0] >= 49, "the interleaving did not happen"
+        assert shown in (before, after)
+        assert len(gateway.errors) == 50 and str(gateway.errors[-1][1]) == "error 50"
     finally:
         gateway.store.close()
