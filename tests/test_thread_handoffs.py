@@ -14,15 +14,22 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from printer_fixtures import sample_content, serial_settings
+
 from gatewayd import backend as backend_module
 from gatewayd.backend import DaemonBackend
 from gatewayd.config import RegisterSettings, load_settings
-from gatewayd.daemon import Gateway
+from gatewayd.daemon import Gateway, Heartbeat
+from gatewayd.drivers.printer import PrinterMonitor
 from gatewayd.errors import GatewayError
 from gatewayd.ingest import RegisterIngest
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import Reclose, generate_journal
+from gatewayd.sim.printer import PtyPrinterSimulator
+from gatewayd.slip import SlipStatus
 from gatewayd.store.journal import JournalStore
+from gatewayd.store.slips import QueuedSlip, SlipQueue
 from gatewayd.web.model import ErrorEntry
 
 REG = RegisterSettings(store_code="0001", terminal_no="01", port="loop://")
@@ -267,3 +274,160 @@ def test_page_reads_recent_errors_whole_while_one_is_added(
         assert len(gateway.errors) == 50 and str(gateway.errors[-1][1]) == "error 50"
     finally:
         gateway.store.close()
+
+
+# --- wake-up events: a worker loop (wait, clear, work) and who wakes it ----------------------
+#
+# A producer commits its item and then sets the worker's event. Whatever point of the
+# worker's turn it acts at, the first piece of work that starts after it must see the item,
+# and the worker must not sleep in between (a lost wake-up would sleep the full wait).
+
+POINTS = ["work", "wait", "before_clear", "after_clear"]
+
+
+class Interleave:
+    """Runs ``produce`` in another thread the first time the worker reaches ``point``."""
+
+    def __init__(self, point: str, produce: Callable[[], object], log: list[tuple[Any, ...]]):
+        self.point = point
+        self.produce = produce
+        self.log = log
+        self.fired = False
+
+    def __call__(self, where: str) -> None:
+        if where == self.point and not self.fired:
+            self.fired = True
+            in_thread(self.produce, "producer")
+            self.log.append(("produced",))
+
+
+class ProbeEvent(threading.Event):
+    """A wake-up event whose wait never blocks: the log says whether it would have slept."""
+
+    def __init__(self, log: list[tuple[Any, ...]], hook: Callable[[str], None]) -> None:
+        super().__init__()
+        self.log = log
+        self.hook = hook
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.hook("wait")
+        woke = self.is_set()
+        self.log.append(("woke",) if woke else ("slept", timeout))
+        return woke
+
+    def clear(self) -> None:
+        self.hook("before_clear")
+        super().clear()
+        self.hook("after_clear")
+
+
+def first_work_after_producer(log: list[tuple[Any, ...]], item: object) -> int:
+    """Index of the first work that saw ``item``; asserts no sleep came before it."""
+    produced = log.index(("produced",))
+    for entry in log[produced + 1 :]:
+        assert entry[0] != "slept", f"slept after the wake-up: {log}"
+        if entry[0] == "work" and item in entry[1]:
+            return log.index(entry)
+    raise AssertionError(f"the item was never seen: {log}")
+
+
+class FakeSync:
+    """SyncService.step as the loop sees it: reads what is queued, then works a while."""
+
+    def __init__(
+        self, gateway: Gateway, queued: list[str], log: list[tuple[Any, ...]], steps: int
+    ) -> None:
+        self.gateway = gateway
+        self.queued = queued
+        self.log = log
+        self.steps = steps
+        self.hook: Callable[[str], None] = lambda where: None
+
+    def step(self) -> float:
+        self.log.append(("work", list(self.queued)))
+        self.hook("work")
+        self.steps -= 1
+        if self.steps <= 0:
+            self.gateway.stop_event.set()
+        return 300.0  # nothing else due: a long sleep unless woken
+
+
+def run_sync_loop(
+    tmp_path: Path, point: str, produce: Callable[[Gateway, list[str]], None]
+) -> list[tuple[Any, ...]]:
+    gateway = bare_gateway(tmp_path)
+    log: list[tuple[Any, ...]] = []
+    queued: list[str] = []
+    sync = FakeSync(gateway, queued, log, steps=4)
+    hook = Interleave(point, lambda: produce(gateway, queued), log)
+    sync.hook = hook
+    gateway.sync = sync  # type: ignore[assignment]
+    gateway.wake_sync = ProbeEvent(log, hook)
+    try:
+        gateway._sync_loop(Heartbeat("sync"))
+    finally:
+        gateway.store.close()
+    assert hook.fired, "the interleaving did not happen"
+    return log
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sync_wakeup_is_never_lost(tmp_path: Path, point: str) -> None:
+    """A day queued for freee (or a resend asked on the page) at any point of a sync turn."""
+
+    def day_accepted(gateway: Gateway, queued: list[str]) -> None:
+        queued.append("day")  # the outbox commit, then the wake-up (daemon._Listener)
+        gateway.wake_sync.set()
+
+    log = run_sync_loop(tmp_path, point, day_accepted)
+    first_work_after_producer(log, "day")
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sync_loop_stops_without_sleeping(tmp_path: Path, point: str) -> None:
+    """Gateway.stop() at any point of a sync turn: no further step, no sleep."""
+
+    def stop(gateway: Gateway, queued: list[str]) -> None:
+        gateway.stop_event.set()  # as Gateway.stop(): the stop event, then the wake-up
+        gateway.wake_sync.set()
+
+    log = run_sync_loop(tmp_path, point, stop)
+    after = log[log.index(("produced",)) + 1 :]
+    assert not [e for e in after if e[0] in ("work", "slept")], log
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_slip_wakeup_is_never_lost(tmp_path: Path, point: str) -> None:
+    """A close slip queued (main loop) at any point of the printer monitor's turn."""
+    with PtyPrinterSimulator(link=tmp_path / "printer") as sim:
+        queue = SlipQueue(tmp_path)
+        monitor = PrinterMonitor(serial_settings(sim), None, None, queue)
+        log: list[tuple[Any, ...]] = []
+        content = sample_content(SlipStatus.SENT)
+        hook = Interleave(point, lambda: monitor.submit_slip(content), log)
+        real_pending = queue.pending
+        polls = [0]
+
+        def pending() -> list[QueuedSlip]:
+            rows = real_pending()
+            log.append(("work", [row.key for row in rows]))
+            hook("work")
+            return rows
+
+        def counted(where: str) -> None:
+            hook(where)
+            if where == "wait":
+                polls[0] += 1
+                if polls[0] >= 4:
+                    monitor._stop.set()
+
+        queue.pending = pending  # type: ignore[method-assign]
+        monitor._wake = ProbeEvent(log, counted)
+        try:
+            monitor._run()  # in this thread; its waits never block
+            assert hook.fired, "the interleaving did not happen"
+            first_work_after_producer(log, content.key)
+            assert len(sim.printer.jobs()) == 1
+        finally:
+            monitor.stop()
+            queue.close()
