@@ -122,6 +122,9 @@ class Gateway:
         self._last_snapshot = 0.0
         self._last_slip_check = 0.0
         self._status_line = ""
+        # publish() runs on the main loop and from callers such as the demo: one at a time,
+        # so a snapshot gathered earlier never replaces one gathered later
+        self._publish_lock = threading.Lock()
 
     # --- DaySource for the sync -----------------------------------------------------------
 
@@ -414,16 +417,17 @@ class Gateway:
 
     def publish(self) -> None:
         """Write the status snapshot now and tell systemd (``STATUS=``) when it changed."""
-        try:
-            data = self.status_data()
-            write_snapshot(self.state_dir, data)
-        except (GatewayError, OSError) as exc:
-            logger.warning("status snapshot not written: %s", exc)
-            return
-        line = self._describe(data)
-        if line != self._status_line:
-            self._status_line = line
-            notify.status(line)
+        with self._publish_lock:
+            try:
+                data = self.status_data()
+                write_snapshot(self.state_dir, data)
+            except (GatewayError, OSError) as exc:
+                logger.warning("status snapshot not written: %s", exc)
+                return
+            line = self._describe(data)
+            if line != self._status_line:
+                self._status_line = line
+                notify.status(line)
 
     def _describe(self, data: dict[str, Any]) -> str:
         parts = []

@@ -8,6 +8,7 @@ The list of hand-offs and why each is safe is in docs/daemon.md ("Threads and ha
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 from printer_fixtures import sample_content, serial_settings
 
 from gatewayd import backend as backend_module
+from gatewayd import daemon as daemon_module
 from gatewayd.backend import DaemonBackend
 from gatewayd.config import RegisterSettings, load_settings
 from gatewayd.daemon import Gateway, Heartbeat
@@ -28,8 +30,10 @@ from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import Reclose, generate_journal
 from gatewayd.sim.printer import PtyPrinterSimulator
 from gatewayd.slip import SlipStatus
+from gatewayd.store import snapshot as snapshot_module
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import QueuedSlip, SlipQueue
+from gatewayd.store.snapshot import read_snapshot, write_snapshot
 from gatewayd.web.model import ErrorEntry
 
 REG = RegisterSettings(store_code="0001", terminal_no="01", port="loop://")
@@ -431,3 +435,70 @@ def test_slip_wakeup_is_never_lost(tmp_path: Path, point: str) -> None:
         finally:
             monitor.stop()
             queue.close()
+
+
+# --- the status snapshot: main loop (and the demo) -> other processes -------------------------
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one(tmp_path: Path, monkeypatch: Any) -> None:
+    """Two publish() calls at once (the main loop and the demo's final one).
+
+    The first gathers its data, and before it writes the file the second gathers and
+    writes newer data; the first then replaced it with its older data. Now they take
+    turns: the second gathers only after the first has written.
+    """
+    gateway = bare_gateway(tmp_path)
+    gateway.state_dir.mkdir(parents=True, exist_ok=True)
+    gathered = [0]
+
+    def status_data() -> dict[str, Any]:
+        gathered[0] += 1
+        return {"registers": {}, "n": gathered[0]}
+
+    real_write = daemon_module.write_snapshot
+    second: list[threading.Thread] = []
+
+    def write_after_the_other(state_dir: Path, data: dict[str, Any]) -> None:
+        if not second:  # the first writer, between gathering and writing: the other's turn
+            thread = threading.Thread(target=gateway.publish, name="main-loop", daemon=True)
+            second.append(thread)
+            thread.start()
+            thread.join(1.0)  # it finishes, or it waits for this one (then it is blocked)
+        real_write(state_dir, data)
+
+    monkeypatch.setattr(gateway, "status_data", status_data)
+    monkeypatch.setattr(daemon_module, "write_snapshot", write_after_the_other)
+    try:
+        gateway.publish()
+        second[0].join(10)
+        assert gathered[0] == 2
+        assert read_snapshot(gateway.state_dir)["n"] == 2
+    finally:
+        gateway.store.close()
+
+
+def test_a_reader_sees_a_whole_snapshot_at_any_point_of_a_write(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """``gatewayd status`` reads while the daemon writes: the old file or the new, whole."""
+    write_snapshot(tmp_path, {"n": 1})
+    seen: list[dict[str, Any]] = []
+
+    class OsWithReaders:
+        """``os`` for the snapshot module, with a reader run before each step that matters."""
+
+        def __getattr__(self, name: str) -> Any:
+            real = getattr(os, name)
+            if name not in ("fsync", "replace"):
+                return real
+
+            def step(*args: Any) -> Any:
+                in_thread(lambda: seen.append(read_snapshot(tmp_path)), "gatewayd-status")
+                return real(*args)
+
+            return step
+
+    monkeypatch.setattr(snapshot_module, "os", OsWithReaders())
+    write_snapshot(tmp_path, {"n": 2, "more": "x" * 10_000})
+    assert [d.get("n") for d in seen] == [1, 1]
+    assert read_snapshot(tmp_path)["n"] == 2
