@@ -236,6 +236,9 @@ class Gateway:
                 wait = 30.0
             beat.busy_since = None
             beat.beat()
+            # wait, clear, then step: who wakes the sync commits first and sets second, so a
+            # set this clear swallows is seen by the step after it, and a set during a step
+            # cuts the next wait short (docs/daemon.md, "Threads and hand-offs")
             self.wake_sync.wait(max(0.05, min(wait, 5.0)))
             self.wake_sync.clear()
 
