@@ -40,6 +40,7 @@ from gatewayd.drivers.escpos_status import (
     status_from_replies,
 )
 from gatewayd.drivers.printer_settings import DrawerSettings, PrinterSettings, SlipSettings
+from gatewayd.drivers.transport import exception_text
 from gatewayd.errors import GatewayError, PrinterUnavailable
 from gatewayd.slip import SlipContent, render_slip, reprint_banner
 from gatewayd.store.slips import QueuedSlip, SlipQueue
@@ -52,18 +53,6 @@ NO_ANSWER = "no answer to DLE EOT"
 
 def _local_now() -> datetime:
     return datetime.now().astimezone()
-
-
-def exception_text(exc: BaseException) -> str:
-    """An exception for ``last_error`` and logs: its type unless it is an ``OSError`` (whose
-    text says enough): ``termios.error: (5, 'Input/output error')``."""
-    if isinstance(exc, OSError):
-        return str(exc) or type(exc).__name__
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else (
-        f"{kind.__module__}.{kind.__qualname__}")
-    text = str(exc)
-    return f"{name}: {text}" if text else name
 
 
 class PrinterLink(Protocol):
