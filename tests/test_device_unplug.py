@@ -27,7 +27,8 @@ from serial_faults import SerialFaults
 
 from gatewayd.config import load_settings
 from gatewayd.daemon import Gateway
-from gatewayd.drivers.printer import PrinterMonitor
+from gatewayd.drivers.printer import PrinterMonitor, SerialLink
+from gatewayd.drivers.printer_settings import PrinterSettings
 from gatewayd.drivers.register_host import HostConfig, RegisterHost
 from gatewayd.errors import DeviceError, PrinterUnavailable
 from gatewayd.sim.journal_gen import generate_journal
@@ -393,3 +394,24 @@ def test_register_unexpected_error_is_one_traceback_not_one_per_cycle(
     assert not state.link_up and "half-closed" in (state.current_error or "")
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1, [r.message for r in tracebacks]
+
+
+def test_printer_open_raising_termios_error_is_one_clean_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyserial lets termios.error out of its own open (tcflush there): the link says so,
+    tries the port once, and leaves nothing open."""
+    faults = SerialFaults().install(monkeypatch)
+    with PtyPrinterSimulator(link=tmp_path / "printer") as sim:
+        settings = PrinterSettings(device=sim.path, status_timeout=0.1)
+        faults.unplug("closed")
+        raised = len(faults.raised)
+        with pytest.raises(PrinterUnavailable, match=r"cannot open printer .*termios\.error"):
+            SerialLink(settings)
+        assert len(faults.raised) == raised + 1  # one open tried, not a second behind it
+        faults.replug()
+        link = SerialLink(settings)
+        try:
+            assert link.query(b"\x10\x04\x01", 1.0) is not None
+        finally:
+            link.close()

@@ -104,8 +104,9 @@ class SerialLink:
             if settings.flow_control == "rtscts":
                 self._port.rtscts = True
         except Exception as exc:  # any failure: the printer is not there
-            port, self._printer._device = getattr(self._printer, "device", None), False
-            if port is not None:
+            # _device, not .device: reading python-escpos' property opens the port again
+            port, self._printer._device = self._printer._device, False
+            if port is not None and port is not False:
                 with contextlib.suppress(Exception):
                     port.close()
             raise PrinterUnavailable(
