@@ -415,3 +415,30 @@ def test_printer_open_raising_termios_error_is_one_clean_failure(
             assert link.query(b"\x10\x04\x01", 1.0) is not None
         finally:
             link.close()
+
+
+def test_register_port_gone_is_said_once_not_at_every_reopen(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gatewayd")
+    waits: list[float] = []
+    host: RegisterHost
+
+    def sleep(delay: float) -> None:
+        waits.append(delay)
+        if len(waits) >= 5:
+            host.stop_event.set()
+
+    def gone() -> Any:
+        raise OSError(2, "No such file or directory: '/dev/serial/by-id/usb-register'")
+
+    host = RegisterHost(HostConfig(REGISTER_ID, "/dev/serial/by-id/usb-register"),
+                        MemorySink(), transport_factory=gone, sleep=sleep)
+    host.run()
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0]
+    state = host.snapshot()
+    assert state.counters.open_failures == 5 and not state.link_up
+    assert isinstance(state.current_exception, DeviceError)
+    said = [r for r in caplog.records if r.name == "gatewayd.register"
+            and r.levelno >= logging.INFO]
+    assert len(said) == 1 and "No such file" in said[0].getMessage()

@@ -249,8 +249,10 @@ class RegisterHost:
                         exc = PortError(f"cannot open register port {self.config.port}: "
                                         f"{exception_text(exc)}")
                     self.counters.open_failures += 1
-                    self._error(exc, level=logging.INFO if self.counters.open_failures > 1
-                                else logging.WARNING)
+                    level = logging.INFO if self.counters.open_failures > 1 else logging.WARNING
+                    if str(exc) == self._current_error:
+                        level = logging.DEBUG  # the same failure again: said already
+                    self._error(exc, level=level)
                     self._wait_backoff()
                     continue
             self._cycle_errors = 0
