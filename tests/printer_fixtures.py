@@ -33,7 +33,9 @@ def _endpoint(address: int) -> SimpleNamespace:
 class FakePrinterBackend(usb.backend.IBackend):  # type: ignore[misc]
     """One USB printer (class 7, bulk IN/OUT) whose bulk endpoints talk to a ``SimPrinter``.
 
-    ``unplugged`` True makes every transfer fail like a pulled cable (errno ENODEV).
+    ``unplugged`` True makes every transfer fail like a pulled cable (errno ENODEV), or with
+    ``unplug_error`` when set (pyusb also lets other exceptions out, e.g. ``AttributeError`` on
+    a released handle).
     """
 
     def __init__(self, sim: SimPrinter, *, serial: str = "J7SF012345",
@@ -41,6 +43,7 @@ class FakePrinterBackend(usb.backend.IBackend):  # type: ignore[misc]
         self.sim = sim
         self.serial = serial
         self.unplugged = False
+        self.unplug_error: BaseException | None = None
         self._replies = bytearray()
         self._lock = threading.Lock()
         self.device = SimpleNamespace(
@@ -63,6 +66,8 @@ class FakePrinterBackend(usb.backend.IBackend):  # type: ignore[misc]
         self.resets = 0
 
     def _check(self) -> None:
+        if self.unplugged and self.unplug_error is not None:
+            raise self.unplug_error
         if self.unplugged:
             raise usb.core.USBError("No such device", errno.ENODEV, errno.ENODEV)
 

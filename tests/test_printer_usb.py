@@ -84,15 +84,42 @@ def test_serial_number_selects_the_printer(backend: FakePrinterBackend) -> None:
         UsbLink(_settings(usb_serial="OTHER"), backend=backend)
 
 
-def test_unplug_and_replug(sim: SimPrinter, driver: PrinterDriver,
-                           backend: FakePrinterBackend) -> None:
-    assert driver.poll().condition is PrinterCondition.READY
-    backend.unplugged = True
-    status = driver.poll()
-    assert status.condition is PrinterCondition.OFFLINE
-    assert driver.last_error is not None
-    backend.unplugged = False
-    assert driver.poll().condition is PrinterCondition.READY  # reopened by itself
+def test_unplug_and_replug(sim: SimPrinter, backend: FakePrinterBackend) -> None:
+    clock = [100.0]
+    driver = PrinterDriver(_settings(), link_factory=_factory(backend), clock=lambda: clock[0])
+    try:
+        assert driver.poll().condition is PrinterCondition.READY
+        backend.unplugged = True
+        status = driver.poll()
+        assert status.condition is PrinterCondition.OFFLINE
+        assert driver.last_error is not None
+        backend.unplugged = False
+        assert driver.poll().condition is PrinterCondition.OFFLINE  # 1 s backoff not over
+        clock[0] += 1.0
+        assert driver.poll().condition is PrinterCondition.READY  # reopened by itself
+    finally:
+        driver.close()
+
+
+def test_any_exception_from_pyusb_is_offline_then_reopened(
+        sim: SimPrinter, backend: FakePrinterBackend) -> None:
+    """Not only ``USBError``: whatever pyusb raises, the printer is offline with the error,
+    the device is released and opened afresh once it answers again."""
+    clock = [100.0]
+    driver = PrinterDriver(_settings(), link_factory=_factory(backend), clock=lambda: clock[0])
+    try:
+        assert driver.poll().condition is PrinterCondition.READY
+        backend.unplug_error = AttributeError("'NoneType' object has no attribute 'handle'")
+        backend.unplugged = True
+        assert driver.poll().condition is PrinterCondition.OFFLINE
+        assert driver.last_error is not None and "AttributeError" in driver.last_error
+        with pytest.raises(PrinterUnavailable):
+            driver.write(b"x")
+        backend.unplugged = False
+        clock[0] += 1.0
+        assert driver.poll().condition is PrinterCondition.READY
+    finally:
+        driver.close()
 
 
 def test_slip_prints_over_usb(sim: SimPrinter, backend: FakePrinterBackend,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from reglink_fixtures import SERIAL, FakeUsbRegister, MemorySink, fixture_journal
+from serial_faults import SerialFaults
 
 from gatewayd.drivers.register_host import HostConfig, RegisterHost
 from gatewayd.drivers.transport import (
@@ -193,3 +194,49 @@ def test_host_drains_a_journal_over_usb(
     ]
     assert sim.committed == sim.last_record_no
     assert len(sim.events_named("J")) >= 2  # more than 4096 bytes: several J
+
+
+@pytest.mark.parametrize(("kind", "raised"), [("hangup", "termios.error"),
+                                              ("closed", "TypeError")])
+def test_any_exception_from_pyserial_is_a_port_error(
+    raw_pty: tuple[int, str], monkeypatch: pytest.MonkeyPatch, kind: str, raised: str,
+) -> None:
+    """An unplugged adapter makes pyserial raise termios.error (not an OSError), a port whose
+    descriptor is gone TypeError: each is a PortError, the host's "link down"."""
+    faults = SerialFaults().install(monkeypatch)
+    _, path = raw_pty
+    t = SerialTransport(path, 115200)
+    faults.unplug(kind)
+    with pytest.raises(PortError, match="failed") as failed:
+        t.reset_input()
+    assert raised in str(failed.value)
+    with pytest.raises(PortError, match="write failed"):
+        t.write(b"\x15")
+    with pytest.raises(PortError, match="read failed"):
+        t.read(10, 0.05)
+    t.close()
+    with pytest.raises(PortError, match="cannot open"):
+        SerialTransport(path, 115200)
+    faults.replug()
+    SerialTransport(path, 115200).close()
+
+
+def test_usb_any_exception_is_a_port_error(
+    usb_register: tuple[FakeUsbRegister, RegisterSimulator], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyusb raises more than USBError (ValueError, AttributeError on a released handle)."""
+    backend, _ = usb_register
+    t = open_transport("usb:1234:5678", 115200, usb_backend=backend)
+
+    def released(*args: object) -> int:
+        raise AttributeError("'NoneType' object has no attribute 'handle'")
+
+    monkeypatch.setattr(backend, "bulk_read", released)
+    monkeypatch.setattr(backend, "bulk_write", released)
+    with pytest.raises(PortError, match="read failed: AttributeError"):
+        t.read(10, 0.1)
+    with pytest.raises(PortError, match="write failed: AttributeError"):
+        t.write(b"\x15")
+    with pytest.raises(PortError, match="AttributeError"):
+        t.reset_input()
+    t.close()

@@ -40,6 +40,7 @@ from gatewayd.drivers.escpos_status import (
     status_from_replies,
 )
 from gatewayd.drivers.printer_settings import DrawerSettings, PrinterSettings, SlipSettings
+from gatewayd.drivers.transport import exception_text
 from gatewayd.errors import GatewayError, PrinterUnavailable
 from gatewayd.slip import SlipContent, render_slip, reprint_banner
 from gatewayd.store.slips import QueuedSlip, SlipQueue
@@ -47,6 +48,7 @@ from gatewayd.store.slips import QueuedSlip, SlipQueue
 _LOG = logging.getLogger(__name__)
 
 QUERIES = {n: bytes([0x10, 0x04, n]) for n in (1, 2, 3, 4)}
+NO_ANSWER = "no answer to DLE EOT"
 
 
 def _local_now() -> datetime:
@@ -76,16 +78,18 @@ LinkFactory = Callable[[PrinterSettings], PrinterLink]
 # --- serial -------------------------------------------------------------------------------
 
 class SerialLink:
-    """A serial printer via ``escpos.printer.Serial`` (the pyserial port underneath)."""
+    """A serial printer via ``escpos.printer.Serial`` (the pyserial port underneath).
+
+    Every exception from the port is ``PrinterUnavailable``: pyserial lets ``termios.error``
+    (not an ``OSError``) out of ``reset_input_buffer``/``flush`` when an adapter is pulled,
+    and ``TypeError``/``AttributeError`` once its descriptor is gone.
+    """
 
     def __init__(self, settings: PrinterSettings) -> None:
-        import serial
-        from escpos.exceptions import DeviceNotFoundError
         from escpos.printer import Serial
 
         assert settings.device is not None
         self.description = settings.describe()
-        self._serial_errors: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
         self._printer: Any = Serial(
             devfile=settings.device,
             baudrate=settings.baudrate,
@@ -95,21 +99,26 @@ class SerialLink:
         )
         try:
             self._printer.open(raise_not_found=True)
-        except (DeviceNotFoundError, *self._serial_errors) as exc:
-            self._printer._device = False
-            raise PrinterUnavailable(f"cannot open printer {settings.device}: {exc}") from exc
-        self._port: Any = self._printer.device
-        self._port.write_timeout = settings.write_timeout
-        if settings.flow_control == "rtscts":
-            self._port.rtscts = True
+            self._port: Any = self._printer.device
+            self._port.write_timeout = settings.write_timeout
+            if settings.flow_control == "rtscts":
+                self._port.rtscts = True
+        except Exception as exc:  # any failure: the printer is not there
+            # _device, not .device: reading python-escpos' property opens the port again
+            port, self._printer._device = self._printer._device, False
+            if port is not None and port is not False:
+                with contextlib.suppress(Exception):
+                    port.close()
+            raise PrinterUnavailable(
+                f"cannot open printer {settings.device}: {exception_text(exc)}") from exc
 
     def _fail(self, what: str, exc: BaseException) -> PrinterUnavailable:
-        return PrinterUnavailable(f"{self.description}: {what}: {exc}")
+        return PrinterUnavailable(f"{self.description}: {what}: {exception_text(exc)}")
 
     def write(self, data: bytes) -> None:
         try:
             self._printer._raw(data)
-        except self._serial_errors as exc:
+        except Exception as exc:  # see the class
             raise self._fail("write failed", exc) from exc
 
     def query(self, request: bytes, timeout: float) -> int | None:
@@ -125,20 +134,22 @@ class SerialLink:
                 if is_status_byte(data[0]):
                     return int(data[0])
             return None
-        except self._serial_errors as exc:
+        except Exception as exc:  # see the class
             raise self._fail("status query failed", exc) from exc
 
     def wait_sent(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with contextlib.suppress(*self._serial_errors):
+        try:
             while self._port.out_waiting and time.monotonic() < deadline:
                 time.sleep(0.02)
+        except Exception as exc:  # see the class
+            raise self._fail("write not sent", exc) from exc
 
     def close(self) -> None:
         # Close the port ourselves: python-escpos' close() flushes (tcdrain), which blocks
         # for ever when the printer holds flow control; mark it closed so __del__ skips it.
         port, self._printer._device = self._port, False
-        with contextlib.suppress(*self._serial_errors):
+        with contextlib.suppress(Exception):
             port.close()
 
 
@@ -161,11 +172,14 @@ class _SerialNumberMatch:
 
 
 class UsbLink:
-    """A USB printer via ``escpos.printer.Usb``; ``backend`` is a pyusb backend (tests)."""
+    """A USB printer via ``escpos.printer.Usb``; ``backend`` is a pyusb backend (tests).
+
+    Every exception from the device is ``PrinterUnavailable`` (pyusb raises ``USBError``, but
+    also ``ValueError``/``AttributeError`` on a device whose handle was released).
+    """
 
     def __init__(self, settings: PrinterSettings, *, backend: Any = None) -> None:
         import usb.core
-        from escpos.exceptions import DeviceNotFoundError, USBNotFoundError
         from escpos.printer import Usb
 
         self._usb_error: type[BaseException] = usb.core.USBError
@@ -181,11 +195,12 @@ class UsbLink:
                                  timeout=self._write_ms)
         try:
             self._printer.open(raise_not_found=True)
-        except (DeviceNotFoundError, USBNotFoundError, usb.core.USBError, ValueError) as exc:
+            self._device: Any = self._printer.device
+            in_ep, out_ep = self._endpoints(settings)
+        except Exception as exc:  # any failure: the printer is not there
             self._printer._device = False
-            raise PrinterUnavailable(f"cannot open printer {self.description}: {exc}") from exc
-        self._device: Any = self._printer.device
-        in_ep, out_ep = self._endpoints(settings)
+            raise PrinterUnavailable(
+                f"cannot open printer {self.description}: {exception_text(exc)}") from exc
         self._printer.in_ep, self._printer.out_ep = in_ep, out_ep
         self._in_ep, self._out_ep = in_ep, out_ep
 
@@ -210,12 +225,12 @@ class UsbLink:
         return in_ep or 0x82, out_ep or 0x01
 
     def _fail(self, what: str, exc: BaseException) -> PrinterUnavailable:
-        return PrinterUnavailable(f"{self.description}: {what}: {exc}")
+        return PrinterUnavailable(f"{self.description}: {what}: {exception_text(exc)}")
 
     def write(self, data: bytes) -> None:
         try:
             self._printer._raw(data)
-        except self._usb_error as exc:
+        except Exception as exc:  # see the class
             raise self._fail("write failed", exc) from exc
 
     def _discard_input(self) -> None:
@@ -242,7 +257,7 @@ class UsbLink:
                     return int(valid[-1])
                 time.sleep(0.01)
             return None
-        except self._usb_error as exc:
+        except Exception as exc:  # see the class
             raise self._fail("status query failed", exc) from exc
 
     def wait_sent(self, timeout: float) -> None:
@@ -252,7 +267,7 @@ class UsbLink:
         import usb.util
 
         device, self._printer._device = self._device, False
-        with contextlib.suppress(self._usb_error):
+        with contextlib.suppress(Exception):
             usb.util.dispose_resources(device)
 
 
@@ -267,22 +282,40 @@ def open_link(settings: PrinterSettings) -> PrinterLink:
 
 class PrinterDriver:
     """One printer: opened on demand, asked for status, written to. Not thread-safe alone:
-    ``PrinterMonitor`` serialises every use."""
+    ``PrinterMonitor`` serialises every use.
+
+    Every exchange with the printer goes through here, and any exception from it (the link,
+    its open, python-escpos, pyserial, pyusb) means the printer is not known to work: the poll
+    says SILENT (offline) with ``last_error``, the link is closed, and it is reopened no sooner
+    than the backoff after the moment of the failure (1 s doubling to 30 s; back to 1 s at the
+    first valid answer). A printer that is merely silent is reopened after 3 silent polls.
+    """
 
     SILENT_POLLS_BEFORE_REOPEN = 3
+    REOPEN_BACKOFF_INITIAL = 1.0
+    REOPEN_BACKOFF_MAX = 30.0
 
-    def __init__(self, settings: PrinterSettings, *, link_factory: LinkFactory = open_link
-                 ) -> None:
+    def __init__(self, settings: PrinterSettings, *, link_factory: LinkFactory = open_link,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self._factory = link_factory
+        self._clock = clock
         self._link: PrinterLink | None = None
         self._silent_polls = 0
+        self._backoff = self.REOPEN_BACKOFF_INITIAL
+        self._reopen_at: float | None = None  # no open before this (clock) after a failure
+        self._opened = 0
         self.last_error: str | None = None
 
-    def _ensure_link(self) -> PrinterLink:
+    def _open_link(self) -> PrinterLink | None:
+        """The open link, opened now if the backoff allows; None while waiting it out."""
         if self._link is None:
+            if self._reopen_at is not None and self._clock() < self._reopen_at:
+                return None
             self._link = self._factory(self.settings)
-            _LOG.info("printer opened: %s", self._link.description)
+            self._opened += 1
+            _LOG.log(logging.INFO if self._opened == 1 else logging.DEBUG,
+                     "printer opened: %s", self._link.description)
         return self._link
 
     def _drop_link(self) -> None:
@@ -291,47 +324,71 @@ class PrinterDriver:
             with contextlib.suppress(Exception):
                 link.close()
 
+    def _failed(self, exc: BaseException) -> PrinterUnavailable:
+        """Any exception from the printer: close, back off from now, say why."""
+        failure = exc if isinstance(exc, PrinterUnavailable) else PrinterUnavailable(
+            f"{self.settings.describe()}: {exception_text(exc)}")
+        self._drop_link()
+        self._silent_polls = 0
+        self._reopen_at = self._clock() + self._backoff
+        self._backoff = min(self._backoff * 2, self.REOPEN_BACKOFF_MAX)
+        if str(failure) != self.last_error:
+            _LOG.debug("printer failed: %s (next open in %.0f s)", failure,
+                       self._reopen_at - self._clock())
+        self.last_error = str(failure)
+        return failure
+
+    def _answered(self) -> None:
+        self._backoff = self.REOPEN_BACKOFF_INITIAL
+        self._reopen_at = None
+
     def _ask(self, link: PrinterLink, n: int) -> int | None:
         """One status byte, with one retry (a reply may be lost or taken by another reader)."""
         for _ in range(2):
             value = link.query(QUERIES[n], self.settings.status_timeout)
             if value is not None:
+                self._answered()
                 return value
         return None
 
     def poll(self) -> PrinterStatus:
-        """Ask DLE EOT 1, 2, 4 (3 on error). Any missing reply → SILENT (offline)."""
+        """Ask DLE EOT 1, 2, 4 (3 on error). Any missing reply or failure → SILENT (offline)."""
         try:
-            link = self._ensure_link()
+            link = self._open_link()
+            if link is None:
+                return SILENT  # waiting out the backoff; last_error still says why
             n1 = self._ask(link, 1)
             n2 = self._ask(link, 2) if n1 is not None else None
             n4 = self._ask(link, 4) if n2 is not None else None
             if n1 is None or n2 is None or n4 is None:
                 self._silent_polls += 1
-                self.last_error = "no answer to DLE EOT"
+                self.last_error = NO_ANSWER
                 if self._silent_polls >= self.SILENT_POLLS_BEFORE_REOPEN:
                     self._drop_link()  # a fresh open may find a re-plugged device
                     self._silent_polls = 0
                 return SILENT
             n3 = self._ask(link, 3) if n2 & 0x40 else None
-        except PrinterUnavailable as exc:
-            self.last_error = str(exc)
-            self._drop_link()
+            status = status_from_replies(n1, n2, n4, n3)
+        except Exception as exc:  # see the class: whatever it is, the printer is not known
+            self._failed(exc)
             return SILENT
         self._silent_polls = 0
         self.last_error = None
-        return status_from_replies(n1, n2, n4, n3)
+        return status
 
     def write(self, data: bytes) -> None:
-        """Send bytes and wait (bounded) until they left the box; drops the link on failure."""
+        """Send bytes and wait (bounded) until they left the box; ``PrinterUnavailable`` (and
+        the link dropped) on any failure."""
         try:
-            link = self._ensure_link()
-            link.write(data)
-            link.wait_sent(self.settings.write_timeout)
-        except PrinterUnavailable as exc:
-            self.last_error = str(exc)
-            self._drop_link()
-            raise
+            link = self._open_link()
+            if link is not None:
+                link.write(data)
+                link.wait_sent(self.settings.write_timeout)
+                return
+        except Exception as exc:  # see the class
+            raise self._failed(exc) from exc
+        raise PrinterUnavailable(f"{self.settings.describe()}: not reopened yet "
+                                 f"(last error: {self.last_error})")
 
     def close(self) -> None:
         self._drop_link()
@@ -499,13 +556,24 @@ class PrinterMonitor:
         self._wake.set()
 
     def _run(self) -> None:
+        last_failure: str | None = None  # logged once while it repeats, not at every poll
         while not self._stop.is_set():
+            failure: str | None = None
             try:
                 self.poll_once()
             except GatewayError as exc:  # e.g. the slip file: reported, the loop goes on
-                _LOG.error("printer monitor: %s", exc)
-            except Exception:
-                _LOG.exception("printer monitor: unexpected failure")
+                failure = f"{type(exc).__name__}: {exc}"
+                if failure != last_failure:
+                    _LOG.error("printer monitor: %s", exc)
+            except Exception as exc:  # not the printer (the driver takes those): a bug
+                failure = exception_text(exc)
+                if failure != last_failure:
+                    _LOG.exception("printer monitor: unexpected failure")
+            if failure is not None and failure == last_failure:
+                _LOG.debug("printer monitor: still failing: %s", failure)
+            elif failure is None and last_failure is not None:
+                _LOG.info("printer monitor: working again")
+            last_failure = failure
             self._wake.wait(self.settings.poll_interval)
             self._wake.clear()
 
@@ -518,7 +586,10 @@ class PrinterMonitor:
             alert = self._drawer.update(status.drawer_pin3_high)
         if change is not None:
             level = logging.INFO if status.can_print else logging.WARNING
-            _LOG.log(level, "printer %s: %s", self.settings.describe(), change.detail)
+            why = self._driver.last_error if not status.answered else None
+            why = None if why == NO_ANSWER else why
+            _LOG.log(level, "printer %s: %s%s", self.settings.describe(), change.detail,
+                     f" ({why})" if why else "")
             if self._on_change is not None:
                 self._on_change(change)
         if alert is not None:

@@ -58,7 +58,7 @@ from gatewayd.protocol.frames import (
     split_journal_data,
 )
 
-from .transport import Transport, open_transport
+from .transport import Transport, exception_text, open_transport
 
 logger = logging.getLogger("gatewayd.register")
 
@@ -191,6 +191,7 @@ class RegisterHost:
         self._last_stored: int | None = None
         self._last_poll_at: datetime | None = None
         self._backoff = config.backoff_initial
+        self._last_unexpected: str | None = None
         self.log = logging.LoggerAdapter(logger, {"register": config.register_id})
 
     # -- observable state --------------------------------------------------------------------
@@ -243,10 +244,15 @@ class RegisterHost:
             if self._transport is None:
                 try:
                     self.open()
-                except PortError as exc:
+                except Exception as exc:  # any failure to open: the port is not there
+                    if not isinstance(exc, GatewayError):
+                        exc = PortError(f"cannot open register port {self.config.port}: "
+                                        f"{exception_text(exc)}")
                     self.counters.open_failures += 1
-                    self._error(exc, level=logging.INFO if self.counters.open_failures > 1
-                                else logging.WARNING)
+                    level = logging.INFO if self.counters.open_failures > 1 else logging.WARNING
+                    if str(exc) == self._current_error:
+                        level = logging.DEBUG  # the same failure again: said already
+                    self._error(exc, level=level)
                     self._wait_backoff()
                     continue
             self._cycle_errors = 0
@@ -263,7 +269,10 @@ class RegisterHost:
             except GatewayError as exc:
                 self._error(exc)
             except Exception as exc:  # a bug must not kill the register's thread
-                self.log.exception("unexpected error while polling")
+                text = exception_text(exc)
+                if text != self._last_unexpected:  # a traceback once, not at every cycle
+                    self._last_unexpected = text
+                    self.log.exception("unexpected error while polling")
                 self._error(exc, level=logging.DEBUG)
                 self.close()  # start afresh: reopen the port, S first
                 self._wait_backoff()

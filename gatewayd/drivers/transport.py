@@ -3,7 +3,10 @@
 The host's state machine sees only ``Transport``: ``read(n, timeout)`` returns what arrived
 (possibly less than n, ``b""`` on timeout), ``write`` sends everything. Every port failure
 (an adapter unplugged, a device gone, a port held by another process) becomes ``PortError``,
-a ``DeviceError``: the host treats it as "link down" and reopens with backoff.
+a ``DeviceError``: the host treats it as "link down" and reopens with backoff. That is any
+exception from pyserial or pyusb, not a list of the expected ones: an unplugged adapter makes
+pyserial raise ``termios.error`` (not an ``OSError``), a port whose descriptor is gone
+``TypeError``/``AttributeError``, pyusb ``ValueError`` besides ``USBError``.
 
 Port strings (``open_transport``):
 - ``usb:VID:PID[:SERIAL]`` (hex VID/PID) — vendor bulk endpoints via pyusb;
@@ -20,13 +23,6 @@ from typing import Any, Protocol
 import serial
 
 from gatewayd.errors import ConfigError, PortError
-
-try:  # pyserial lets termios.error (not an OSError) escape from tcflush/tcsetattr
-    from termios import error as _TermiosError
-except ImportError:  # pragma: no cover - not POSIX
-    _TermiosError = OSError  # type: ignore[misc,assignment]
-
-_PORT_ERRORS = (serial.SerialException, OSError, _TermiosError)
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 DEFAULT_BAUDRATE = 115200
@@ -86,9 +82,9 @@ class SerialTransport:
         self._timeout: float | None = 0
         try:
             self._port = serial.serial_for_url(port, **options)
-        except (*_PORT_ERRORS, ValueError) as exc:
-            raise PortError(f"cannot open register port {port}: {exc}") from exc
-        with contextlib.suppress(*_PORT_ERRORS):
+        except Exception as exc:  # whatever pyserial raises: the port is not there
+            raise PortError(f"cannot open register port {port}: {exception_text(exc)}") from exc
+        with contextlib.suppress(Exception):  # the first read finds a dead port
             self._port.reset_input_buffer()
 
     def _set_timeout(self, timeout: float) -> None:
@@ -107,24 +103,26 @@ class SerialTransport:
                 self._set_timeout(0)
                 return bytes(first) + bytes(self._port.read(min(waiting, n - 1)))
             return bytes(first)
-        except _PORT_ERRORS as exc:
-            raise PortError(f"register port {self.name} read failed: {exc}") from exc
+        except Exception as exc:  # see the module docstring
+            raise PortError(
+                f"register port {self.name} read failed: {exception_text(exc)}") from exc
 
     def write(self, data: bytes) -> None:
         try:
             self._port.write(data)
             self._port.flush()
-        except _PORT_ERRORS as exc:
-            raise PortError(f"register port {self.name} write failed: {exc}") from exc
+        except Exception as exc:  # see the module docstring
+            raise PortError(
+                f"register port {self.name} write failed: {exception_text(exc)}") from exc
 
     def reset_input(self) -> None:
         try:
             self._port.reset_input_buffer()
-        except _PORT_ERRORS as exc:
-            raise PortError(f"register port {self.name} failed: {exc}") from exc
+        except Exception as exc:  # see the module docstring
+            raise PortError(f"register port {self.name} failed: {exception_text(exc)}") from exc
 
     def close(self) -> None:
-        with contextlib.suppress(*_PORT_ERRORS):
+        with contextlib.suppress(Exception):
             self._port.close()
 
 
@@ -153,9 +151,12 @@ class UsbTransport:
         self._device: Any = None
         try:
             self._open(vendor_id, product_id, serial_number, backend)
-        except (usb.core.USBError, OSError, ValueError, NotImplementedError) as exc:
+        except PortError:
             self.close()
-            raise PortError(f"cannot open register {self.name}: {exc}") from exc
+            raise
+        except Exception as exc:  # see the module docstring
+            self.close()
+            raise PortError(f"cannot open register {self.name}: {exception_text(exc)}") from exc
 
     def _open(self, vid: int, pid: int, serial_number: str | None, backend: Any) -> None:
         core, util = self._usb_core, self._usb_util
@@ -203,8 +204,8 @@ class UsbTransport:
                 chunk = self._in.read(self._in_size * 64, max(1, int(timeout * 1000)))
             except self._usb_core.USBTimeoutError:
                 return b""
-            except (self._usb_core.USBError, OSError) as exc:
-                raise PortError(f"register {self.name} read failed: {exc}") from exc
+            except Exception as exc:  # see the module docstring
+                raise PortError(f"register {self.name} read failed: {exception_text(exc)}") from exc
             self._pending += bytes(chunk)
         out = bytes(self._pending[:n])
         del self._pending[:n]
@@ -215,8 +216,8 @@ class UsbTransport:
             sent = 0
             while sent < len(data):
                 sent += int(self._out.write(data[sent:], self._write_timeout_ms))
-        except (self._usb_core.USBError, OSError) as exc:
-            raise PortError(f"register {self.name} write failed: {exc}") from exc
+        except Exception as exc:  # see the module docstring
+            raise PortError(f"register {self.name} write failed: {exception_text(exc)}") from exc
 
     def reset_input(self) -> None:
         self._pending.clear()
@@ -225,8 +226,8 @@ class UsbTransport:
                 chunk = self._in.read(self._in_size * 64, 1)
             except self._usb_core.USBTimeoutError:
                 return
-            except (self._usb_core.USBError, OSError) as exc:
-                raise PortError(f"register {self.name} failed: {exc}") from exc
+            except Exception as exc:  # see the module docstring
+                raise PortError(f"register {self.name} failed: {exception_text(exc)}") from exc
             if not chunk:
                 return
 
@@ -235,6 +236,17 @@ class UsbTransport:
             with contextlib.suppress(Exception):
                 self._usb_util.dispose_resources(self._device)
             self._device = None
+
+
+def exception_text(exc: BaseException) -> str:
+    """An exception for error texts and logs: its type unless it is an ``OSError`` (whose
+    text says enough), e.g. ``termios.error: (5, 'Input/output error')``."""
+    if isinstance(exc, OSError):
+        return str(exc) or type(exc).__name__
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else (
+        f"{kind.__module__}.{kind.__qualname__}")
+    return f"{name}: {exc}" if str(exc) else name
 
 
 def _bulk(util: Any, direction: int) -> Any:

@@ -179,41 +179,76 @@ class PtyPrinterSimulator:
 
     ``link`` makes a symlink to the pty (a stable name for a config file). Use as a context
     manager or call ``start()``/``stop()``.
+
+    ``unplug()`` is the fault of a USB-serial adapter pulled out: both ends of the pty are
+    closed (the host's open port then fails on every call, pyserial raising ``termios.error``
+    from ``reset_input_buffer`` like a real unplug) and the symlink is removed, as udev removes
+    a by-id link. ``replug()`` opens a fresh pty behind the same symlink: a host that reopens
+    ``path`` finds the printer again, one that keeps its old port does not.
     """
 
     def __init__(self, printer: SimPrinter | None = None, *, link: Path | None = None) -> None:
         self.printer = printer or SimPrinter()
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no echo, no line editing before the client configures it
-        self.port = os.ttyname(self._slave)
         self.link = link
-        if link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            link.symlink_to(self.port)
+        self._lock = threading.Lock()  # the pty's descriptors: serve, replies, unplug
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.port = ""
+        self._open_pty()
         self._stop = threading.Event()
-        self._write_lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name="sim-printer", daemon=True)
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing before the client configures it
+        self._master, self._slave = master, slave
+        self.port = os.ttyname(slave)
+        if self.link is not None:  # atomic: a host never sees a half-made link
+            tmp = self.link.with_name(self.link.name + f".{os.getpid()}.tmp")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            tmp.symlink_to(self.port)
+            os.replace(tmp, self.link)
+
+    def _close_pty(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+        if self.link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.link.unlink()
 
     @property
     def path(self) -> str:
         return str(self.link) if self.link is not None else self.port
 
+    @property
+    def plugged(self) -> bool:
+        return self._master is not None
+
     def start(self) -> PtyPrinterSimulator:
         self._thread.start()
         return self
+
+    def unplug(self) -> None:
+        """Pull the cable: the pty is closed and the symlink removed (see the class)."""
+        with self._lock:
+            self._close_pty()
+
+    def replug(self) -> None:
+        """Plug back in: a new pty behind the same symlink (no-op when plugged)."""
+        with self._lock:
+            if self._master is None:
+                self._open_pty()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
-        with self._write_lock:  # a delayed reply must not write to a reused descriptor
-            for fd in (self._master, self._slave):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        if self.link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.link.unlink()
+        with self._lock:  # a delayed reply must not write to a reused descriptor
+            self._close_pty()
 
     def __enter__(self) -> PtyPrinterSimulator:
         return self.start()
@@ -223,22 +258,31 @@ class PtyPrinterSimulator:
         self.stop()
 
     def _reply(self, data: bytes) -> None:
-        with self._write_lock, contextlib.suppress(OSError):
-            if not self._stop.is_set():
+        with self._lock, contextlib.suppress(OSError):
+            if not self._stop.is_set() and self._master is not None:
                 os.write(self._master, data)
+
+    def _read(self) -> bytes:
+        """What the host sent within 50 ms (b"" when nothing, or while unplugged)."""
+        fd = self._master
+        if fd is not None:
+            try:  # select outside the lock: a late reply (Timer) must not wait for it
+                ready, _, _ = select.select([fd], [], [], 0.05)
+            except (OSError, ValueError):
+                ready = []  # closed by unplug() meanwhile
+            if ready:
+                with self._lock:
+                    if fd == self._master:  # still ours, not closed (or reused) meanwhile
+                        with contextlib.suppress(OSError):
+                            return os.read(fd, 4096)
+            else:
+                return b""
+        self._stop.wait(0.05)
+        return b""
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self._master], [], [], 0.05)
-            except (OSError, ValueError):
-                return
-            if not ready:
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except OSError:
-                return
+            data = self._read()
             if not data:
                 continue
             replies = self.printer.receive(data)
