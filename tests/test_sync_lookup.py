@@ -2,8 +2,9 @@
 never early enough to miss a request freee commits late (issue 11, section 0).
 
 - the emulator's ``commit_late`` / ``drop_commit_late`` faults and its request log;
-- a deterministic test on a fake clock: time spent earlier in the step does not shorten the
-  look-up delay, nor any other pause computed after a failure;
+- deterministic tests on a fake clock: time spent earlier in the step shortens neither the
+  look-up delay, nor a rate-limit pause, nor a held day's recheck; a date's listing read
+  before a look-up's time does not answer that look-up;
 - loopback trials on the real clock against a freee that commits N seconds after the client
   gave up, N just inside and just outside ``lookup_delay``: no ref_number is ever posted twice,
   and the look-up comes no sooner than ``lookup_delay`` after the failure (from the emulator's
@@ -14,15 +15,25 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from sync_fixtures import REGISTER, Harness, link, make_days
+from sync_fixtures import REGISTER, FakeClock, Harness, link, make_days
 
 from gatewayd.protocol.records import BusinessDay
-from gatewayd.sync.outbox import Gate, PostingState
+from gatewayd.sync.delivery import Deliverer, StepCache
+from gatewayd.sync.freee_settings import FreeeSettings
+from gatewayd.sync.outbox import (
+    LOOKUP_CONFIRM,
+    LOOKUP_FIRST,
+    LOOKUP_NONE,
+    Gate,
+    PostingState,
+)
+from gatewayd.sync.plan import PostingKind
 from gatewayd.sync.service import SyncService
 from gatewayd.sync.tokens import utcnow
 
@@ -234,6 +245,50 @@ def test_held_day_recheck_counts_from_the_decision(harness: Harness) -> None:
     held = svc.outbox.day(REGISTER.register_id, day.business_date)
     assert held is not None and held.gate is Gate.HELD and held.recheck_at is not None
     assert (held.recheck_at - decided_at).total_seconds() >= svc.freee.recheck_interval
+
+
+def test_a_listing_read_before_a_lookups_time_is_not_trusted_for_it() -> None:
+    """One listing of a date serves the look-ups of a step, but only those whose time came
+    before it was read: a look-up due later reads freee again."""
+    clock = FakeClock(datetime(2026, 1, 5, 3, 0, tzinfo=UTC))
+    reads: list[datetime] = []
+
+    class Client:
+        def list_deals(self, company: int, day: date, deal_type: str | None) -> list[Any]:
+            reads.append(clock.now)
+            return []
+
+    class Masters:
+        def company_id(self) -> int:
+            return 1
+
+    deliverer = Deliverer(
+        None,  # type: ignore[arg-type]  # the look-up writes nothing
+        Client(),  # type: ignore[arg-type]
+        Masters(),  # type: ignore[arg-type]
+        FreeeSettings(),
+        item_prefix=lambda: "",
+        clock=clock,
+    )
+    posting = SimpleNamespace(
+        issue_date=START, kind=PostingKind.DEAL, type=SimpleNamespace(value="income"),
+        ref_number="POS-0001-01-20250301-S-CASH", amount=1000,
+    )
+    cache = StepCache()
+    t0 = clock.now
+
+    def look(lookup: int, due: datetime) -> None:
+        row = SimpleNamespace(lookup=lookup, next_attempt_at=due)
+        assert deliverer.lookup(row, posting, {}, cache).found is None  # type: ignore[arg-type]
+
+    look(LOOKUP_FIRST, t0)
+    assert reads == [t0]
+    clock.advance(5)
+    look(LOOKUP_CONFIRM, t0 - timedelta(seconds=1))  # due before the listing: it serves
+    look(LOOKUP_NONE, t0 + timedelta(seconds=3))  # found ``sending`` (a crash): any listing
+    assert reads == [t0]
+    look(LOOKUP_CONFIRM, t0 + timedelta(seconds=3))  # due after the listing: read again
+    assert reads == [t0, t0 + timedelta(seconds=5)]
 
 
 # -- loopback, real clock: a freee that commits N seconds after the client gave up ----------
