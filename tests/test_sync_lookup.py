@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from gatewayd.sync.outbox import (
 )
 from gatewayd.sync.plan import PostingKind
 from gatewayd.sync.service import SyncService
-from gatewayd.sync.tokens import utcnow
+from gatewayd.sync.tokens import LinkState, TokenManager, TokenRecord, utcnow
 
 if TYPE_CHECKING:
     from freee_emulator_fixtures import Freee
@@ -289,6 +290,43 @@ def test_a_listing_read_before_a_lookups_time_is_not_trusted_for_it() -> None:
     assert reads == [t0]
     look(LOOKUP_CONFIRM, t0 + timedelta(seconds=3))  # due after the listing: read again
     assert reads == [t0, t0 + timedelta(seconds=5)]
+
+
+def test_token_lifetimes_count_from_the_refresh_request(tmp_path: Path) -> None:
+    """A refresh asked for with a ``now`` from earlier (a step's start) still dates the new
+    pair from the moment its request went out: not earlier (the ``now`` given), not later
+    (the answer, 3 s after: freee issued it before that)."""
+    clock = FakeClock(datetime(2026, 1, 5, 3, 0, tzinfo=UTC))
+    sent: list[datetime] = []
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        sent.append(clock.now)
+        clock.advance(3)
+        return httpx.Response(
+            200,
+            json={"access_token": "a1", "refresh_token": "r1", "token_type": "bearer",
+                  "expires_in": 21600, "scope": "read write", "company_id": "7"},
+        )
+
+    settings = FreeeSettings(
+        auth_base_url="https://auth.test", client_id="cid", client_secret="secret"
+    )
+    http = httpx.Client(transport=httpx.MockTransport(token_endpoint))
+    tokens = TokenManager(settings, tmp_path, http, clock=clock)
+    tokens.store_link(
+        TokenRecord(
+            state=LinkState.LINKED, company_id=7, company_name=None, access_token="a0",
+            refresh_token="r0", expires_at=clock.now + timedelta(hours=1),
+            refreshed_at=clock.now - timedelta(days=2), linked_at=clock.now - timedelta(days=9),
+        )
+    )
+    step_start = clock.now
+    clock.advance(20)
+    record = tokens.refresh(step_start, min_age=0)
+    assert sent == [step_start + timedelta(seconds=20)]
+    assert record.refreshed_at == sent[0]
+    assert record.expires_at == sent[0] + timedelta(seconds=21600)
+    http.close()
 
 
 # -- loopback, real clock: a freee that commits N seconds after the client gave up ----------
