@@ -204,7 +204,8 @@ class Deliverer:
         self, postings: list[Posting], business_date: date, now: datetime
     ) -> tuple[HoldKind, str, Any] | None:
         """Section 4–5 before sending: fiscal year, then names (品目 with the prefix are
-        created). Returns why the day may not go, or None. ``now``: when the check began."""
+        created). Returns why the day may not go, or None. ``now``: the step's time; masters
+        read before it may miss 品目 made since (read again before creating any)."""
         masters = self.masters.current()
         problem = masters.fiscal_problem(business_date)
         if problem is not None:
