@@ -8,7 +8,8 @@ transaction, together with its line in the attempt history. freee-mapping.md sec
        ▲                                                 │
        └──── surely not sent (connect failed) ◀──────────┤
                                                          ├──▶ sending + lookup (no answer:
-                                                         │    look freee up before resending)
+                                                         │    look freee up before resending,
+                                                         │    twice, lookup_delay apart)
                                                          └──▶ held (reason, freee's message)
 
 A posting's ``action`` says what ``sending`` does: ``create`` (POST), ``update`` (PUT the
@@ -33,6 +34,11 @@ from gatewayd.sync.plan import DayPlan
 
 OUTBOX_FILE = "outbox.sqlite"
 MAX_ERRORS = 200
+
+# the ``lookup`` column: which look-up a posting whose request may be in freee waits for
+LOOKUP_NONE = 0  # none (a row found ``sending`` with it was cut short: looked up first)
+LOOKUP_FIRST = 1  # the first, ``lookup_delay`` after the request failed
+LOOKUP_CONFIRM = 2  # the first found nothing: this one, ``lookup_delay`` later, decides
 
 
 class PostingState(StrEnum):
@@ -203,7 +209,7 @@ class PostingRow:
     plan: dict[str, Any] | None
     state: PostingState
     action: Action
-    lookup: bool
+    lookup: int  # LOOKUP_NONE / LOOKUP_FIRST / LOOKUP_CONFIRM
     freee_kind: str | None
     freee_id: int | None
     sent_plan: dict[str, Any] | None
@@ -283,7 +289,7 @@ def _posting(r: sqlite3.Row) -> PostingRow:
         plan=_loads(r["plan_json"]),
         state=PostingState(r["state"]),
         action=Action(r["action"]),
-        lookup=bool(r["lookup"]),
+        lookup=int(r["lookup"]),
         freee_kind=r["freee_kind"],
         freee_id=r["freee_id"],
         sent_plan=_loads(r["sent_plan_json"]),

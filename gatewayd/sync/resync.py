@@ -154,32 +154,37 @@ class Resyncer:
     ) -> DayReport:
         day = plan.business_date
         report = DayReport(register_id, day, "queued")
+        # ``now`` (the step's time) says what is due; what is written reads the clock then
+        clock = self.deliverer.clock
         # 1. in-flight postings are settled first (look-up), so decisions rest on facts
         for row in self.outbox.postings_of(register_id, day):
             due = row.next_attempt_at is None or row.next_attempt_at <= now
             if (row.state is PostingState.SENDING or row.lookup) and due:
-                self.deliverer.deliver(row, now, cache)
+                self.deliverer.deliver(row, cache)
         rows = self.outbox.postings_of(register_id, day)
         if any(r.state is PostingState.SENDING or r.lookup for r in rows):
             report.status = "busy"
             report.reason = "a posting of the day is still in flight"
             waits = [r.next_attempt_at for r in rows if r.next_attempt_at is not None]
-            report.retry_at = max(min(waits), now) if waits else now
+            at = clock()
+            report.retry_at = max(min(waits), at) if waits else at
             return report
         day_row = self.outbox.day(register_id, day)
         if day_row is not None and not any(r.freee_id is not None for r in rows):
             # nothing of it ever reached freee: queue the plan as it is now
-            self.replace_unsent(register_id, plan, settings_hash, now)
+            self.replace_unsent(register_id, plan, settings_hash, clock())
             report.post = [p.ref_number for p in plan.postings]
             report.status = "queued" if plan.postings else "synced"
             return report
         # 2. the day's gate (fiscal year, masters) for the new plan
         problem = self.deliverer.check_postings(list(plan.postings), day, now)
-        masters = self.masters.current(now)
+        masters = self.masters.current()
         company = self.masters.company_id()
         # 3. what freee holds for the date
+        read_at = clock()
         deals = self.client.list_deals(company, day)
         cache.deals[(day, None)] = deals
+        cache.read_at[(day, None)] = read_at
         need_transfers = any(p.kind is PostingKind.TRANSFER for p in plan.postings) or any(
             r.freee_kind == "transfer" for r in rows
         )
@@ -200,7 +205,7 @@ class Resyncer:
                 if conflict
                 else "freee会計で編集された取引があります: "
             ) + "、".join(refs)
-            self._hold(register_id, plan, settings_hash, now, kind, reason, edits)
+            self._hold(register_id, plan, settings_hash, clock(), kind, reason, edits)
             report.status = "held"
             report.edited = refs
             report.reason = reason
@@ -208,11 +213,13 @@ class Resyncer:
         writes = [d for d in decisions if d.what in ("post", "update", "recreate")]
         if problem is not None and writes:
             kind, reason, detail = problem
-            self._hold(register_id, plan, settings_hash, now, kind, reason, detail, recheck=True)
+            self._hold(
+                register_id, plan, settings_hash, clock(), kind, reason, detail, recheck=True
+            )
             report.status = "held"
             report.reason = reason
             return report
-        self._apply(register_id, plan, settings_hash, decisions, now)
+        self._apply(register_id, plan, settings_hash, decisions, clock())
         for dec in decisions:
             bucket = {
                 "post": report.post,

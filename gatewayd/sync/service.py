@@ -5,6 +5,11 @@ outbox writes only) and runs ``step(now)`` in its sync thread: ``step`` does the
 due — gate checks, look-ups, sends, re-syncs — and returns the seconds until more is due, so
 long outages wait on the outbox's next-attempt times, not in a sleeping retry loop.
 
+``now`` (the step's start) only says what is due. Every deadline the step writes — a next
+attempt, a look-up time, a pause, a recheck, a link-problem recheck — and the wait it returns
+are computed from the clock read at the moment they are about (the failure, the end of the
+step): time spent earlier in the step never shortens a wait (docs/freee-sync.md).
+
 One delivery worker at a time across processes (``flock`` on ``sync-worker.lock``): a
 ``gatewayd resend`` beside the running daemon queues its request in the outbox and the daemon
 carries it out; without a daemon the command does the work itself.
@@ -159,7 +164,7 @@ class SyncService:
             self.freee, self.tokens, self.http, counters=self.counters, sleep=sleep
         )
         self.master_cache = MasterCache(state_dir)
-        self.masters = MasterService(self.master_cache, self.client, self.tokens)
+        self.masters = MasterService(self.master_cache, self.client, self.tokens, clock=clock)
         self.outbox = Outbox.in_state_dir(state_dir)
         self.deliverer = Deliverer(
             self.outbox,
@@ -169,6 +174,7 @@ class SyncService:
             item_prefix=lambda: self.mapping.item_prefix,
             wanted_items=self._wanted_items,
             after_request=after_request,
+            clock=clock,
         )
         self.resyncer = Resyncer(self.outbox, self.client, self.masters, self.deliverer)
         self.link_flow = LinkFlow(
@@ -356,8 +362,8 @@ class SyncService:
     def keep_freee(self, register_id: str, business_date: date) -> None:
         """Keep freee's version of each edited posting: the gateway stops managing its
         content (it is never changed again by a re-sync); the rest of the day is synced."""
-        now = self.clock()
         with self._work:
+            now = self.clock()  # after waiting for a running step, not before
             detail = self._edited_detail(register_id, business_date)
             with self.outbox.tx() as conn:
                 for entry in detail:
@@ -381,8 +387,8 @@ class SyncService:
 
     def post_ours(self, register_id: str, business_date: date) -> None:
         """Overwrite freee's edits with the gateway's plan (PUT, or delete and post)."""
-        now = self.clock()
         with self._work:
+            now = self.clock()  # after waiting for a running step, not before
             detail = self._edited_detail(register_id, business_date)
             with self.outbox.tx() as conn:
                 for entry in detail:
@@ -425,34 +431,39 @@ class SyncService:
         with self._work:
             if not self._take_worker():
                 return STANDBY_WAIT
+            # each failure below: its pause counts from the moment it happened (``at``)
             try:
                 return self._step(now)
             except CompanyPause as pause:
-                self._pause(now, pause)
-                return max(0.0, (pause.until - now).total_seconds())
+                at = self.clock()
+                self._pause(at, pause)
+                return max(0.0, (pause.until - at).total_seconds())
             except FreeeRateLimited as exc:
+                at = self.clock()
                 wait = (
                     exc.retry_after if exc.retry_after is not None else self.freee.rate_limit_pause
                 )
-                until = now + timedelta(seconds=max(wait, 1.0))
-                self._error(now, exc)
+                until = at + timedelta(seconds=max(wait, 1.0))
+                self._error(at, exc)
                 self.outbox.set_kv(
                     "pause", {"until": until.isoformat(), "reason": str(exc), "rate_limited": True}
                 )
                 return max(wait, 1.0)
             except FreeeRetryLater as exc:
+                at = self.clock()
                 delay = backoff(self.freee, int(self.outbox.get_kv("fail_streak") or 0) + 1)
                 self.outbox.set_kv("fail_streak", int(self.outbox.get_kv("fail_streak") or 0) + 1)
-                until = now + timedelta(seconds=delay)
-                self._error(now, exc)
+                until = at + timedelta(seconds=delay)
+                self._error(at, exc)
                 self.outbox.set_kv(
                     "pause", {"until": until.isoformat(), "reason": str(exc), "rate_limited": False}
                 )
                 return delay
             except (FreeeRelink, FreeePermission, FreeeFixSetting, ConfigError) as exc:
                 # ConfigError: e.g. the client secret cannot be read for a refresh
-                self._link_problem(now, exc)
-                return self._until_link_recheck(now)
+                at = self.clock()
+                self._link_problem(at, exc)
+                return self._until_link_recheck(at)
 
     def _pause(self, now: datetime, pause: CompanyPause) -> None:
         self._error(now, pause.cause)
@@ -495,19 +506,19 @@ class SyncService:
             for day in _day_range(request.start, request.end):
                 day_report = self._resync_one(reg, day, now, cache)
                 if day_report.status == "busy":
-                    busy_until = day_report.retry_at or now + timedelta(seconds=1)
+                    busy_until = day_report.retry_at or self.clock() + timedelta(seconds=1)
                     break
                 reports.append(day_report.to_json())
             if busy_until is not None:
                 # a posting of the day is in flight: this request waits for it
-                wake = max(busy_until, now + timedelta(seconds=1))
+                wake = max(busy_until, self.clock() + timedelta(seconds=1))
                 if self._requests_due_at is None or wake < self._requests_due_at:
                     self._requests_due_at = wake
                 continue
-            self.outbox.finish_request(request.id, now, reports)
+            self.outbox.finish_request(request.id, self.clock(), reports)
             if self._out_of_time(deadline):
                 return 0.0
-        self._release_refused(now)
+        self._release_refused()
         for due_day in self.outbox.days_due(now):
             self.deliverer.gate(due_day.register_id, due_day.business_date, now)
             if self._out_of_time(deadline):
@@ -517,11 +528,11 @@ class SyncService:
             if not due:
                 break
             for row in due:
-                self.deliverer.deliver(row, now, cache)
+                self.deliverer.deliver(row, cache)
                 if self._out_of_time(deadline):
                     return 0.0
         self.outbox.set_kv("fail_streak", None)
-        return self._next_wait(now)
+        return self._next_wait(self.clock())  # from the end of the step: what is left to wait
 
     def interrupt(self) -> None:
         """Make a running step return after its current request (the daemon is stopping)."""
@@ -566,8 +577,9 @@ class SyncService:
                 "day %s %s planned again (settings changed)", day.register_id, day.business_date
             )
 
-    def _release_refused(self, now: datetime) -> None:
+    def _release_refused(self) -> None:
         """A posting freee refused goes again once the masters changed (fixed in freee)."""
+        now = self.clock()
         masters = self.masters.cached()
         if masters is None:
             return

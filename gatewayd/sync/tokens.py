@@ -378,9 +378,9 @@ class TokenManager:
                     return record
             elif not self.needs_refresh(record, now):
                 return record
-            return self._refresh_locked(record, now)
+            return self._refresh_locked(record)
 
-    def _refresh_locked(self, record: TokenRecord, now: datetime) -> TokenRecord:
+    def _refresh_locked(self, record: TokenRecord) -> TokenRecord:
         body = prepare_token_request(
             "refresh_token",
             refresh_token=record.refresh_token,
@@ -389,6 +389,9 @@ class TokenManager:
         )
         if self._on_token_call is not None:
             self._on_token_call("refresh")
+        # the pair's lifetimes count from the moment the request goes out (freee issues it
+        # then or a little later: never later than freee thinks), not from a caller's ``now``
+        now = self.clock()
         try:
             resp = self.http.post(self.settings.token_url, content=body, headers=FORM)
         except httpx.TransportError as exc:

@@ -1,9 +1,10 @@
 """The ASGI application: one server playing both of freee's hosts, plus ``/_emulator/``.
 
 ``FreeeFront`` wraps the Starlette routes for everything that is not a control request:
-it injects faults (before and after processing), drops connections, adds
-``X-Freee-Request-ID``, counts requests per endpoint and records API/token responses for
-the schema audit.
+it injects faults (before and after processing, or processing late after the client gave
+up), drops connections, adds ``X-Freee-Request-ID``, counts requests per endpoint, logs each
+request with its times (``Emulator.request_log``) and records API/token responses for the
+schema audit.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatewayd.sim.freee import api, control, errors, oauth, openapi
 from gatewayd.sim.freee.core import Emulator
-from gatewayd.sim.freee.faults import AFTER_KINDS, BEFORE_KINDS, FaultRule
+from gatewayd.sim.freee.faults import AFTER_KINDS, BEFORE_KINDS, LATE_KINDS, FaultRule
 
 log = logging.getLogger("gatewayd.sim.freee")
 
 REQUEST_ID_HEADER = "X-Freee-Request-ID"
 _RECORDED_PREFIXES = ("/api/", "/public_api/token", "/public_api/revoke")
+HOLD_LIMIT = 600.0  # commit_late: a client that never gives up is cut off after this (s)
 
 
 def build_app(emu: Emulator) -> ASGIApp:
@@ -89,23 +91,32 @@ class FreeeFront:
         request_id = uuid.uuid4().hex
         # The whole request is read first: faults (latency) act on a received request, so a
         # client that gives up while the emulator is slow does not stop it from storing.
+        client_receive = receive
         request_body = await _read_body(receive)
         if request_body is None:
             return  # the client left before sending its request
         receive = _replay(request_body)
+        entry = self.emu.log_request(method, path, scope.get("query_string", b"").decode(),
+                                     request_body)
 
-        before = self.emu.faults.fire(BEFORE_KINDS, method, path, template)
+        before = self.emu.faults.fire(BEFORE_KINDS + LATE_KINDS, method, path, template)
         await self._sleep(before, "latency")
         self._token_faults(before, scope)
-        terminal = next((r for r in before if r.kind in {"http_500", "http_503", "drop_before"}),
-                        None)
+        terminal = next((r for r in before if r.kind in {"http_500", "http_503", "drop_before",
+                                                         *LATE_KINDS}), None)
         if terminal is not None and terminal.kind == "drop_before":
             self._count(endpoint, "dropped_before")
+            self.emu.end_request(entry, "dropped_before")
             await self._drop(send)
+            return
+        if terminal is not None and terminal.kind in LATE_KINDS:
+            await self._commit_late(terminal, scope, client_receive, request_body, send,
+                                    endpoint, entry)
             return
         if terminal is not None:
             error = errors.internal_error() if terminal.kind == "http_500" else (
                 errors.service_unavailable())
+            self.emu.end_request(entry, str(error.status), error.status)
             await self._respond(send, scope, op, endpoint, request_id, error.status,
                                 [(b"content-type", b"application/json")],
                                 json.dumps(error.body, ensure_ascii=False).encode())
@@ -139,6 +150,7 @@ class FreeeFront:
             await self._sleep(after, "latency_after")
             if any(r.kind == "drop_after" for r in after):
                 self._count(endpoint, "dropped_after")
+                self.emu.end_request(entry, "dropped_after", status)
                 await self._drop(send)
                 return
             if any(r.kind == "http_500_after" for r in after):
@@ -146,7 +158,38 @@ class FreeeFront:
                 status = error.status
                 headers = [(b"content-type", b"application/json")]
                 body = json.dumps(error.body, ensure_ascii=False).encode()
+        self.emu.end_request(entry, str(status), status)
         await self._respond(send, scope, op, endpoint, request_id, status, headers, body, bug)
+
+    async def _commit_late(
+        self, rule: FaultRule, scope: Scope, client_receive: Receive, request_body: bytes,
+        send: Send, endpoint: str, entry: dict[str, Any],
+    ) -> None:
+        """No answer: drop the connection at once (``drop_commit_late``) or hold it until the
+        client gives up (``commit_late``); process the request ``ms`` after that."""
+        if rule.kind == "drop_commit_late":
+            await self._drop(send)
+        else:
+            try:
+                await asyncio.wait_for(_until_disconnect(client_receive), HOLD_LIMIT)
+            except TimeoutError:
+                await self._drop(send)
+        gave_up_at = self.emu.clock.now()
+        await asyncio.sleep(rule.ms / 1000)
+        messages: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            messages.append(message)
+
+        try:
+            await self.app(scope, _replay(request_body, then_wait=True), capture)
+        except Exception as exc:  # an emulator bug; nobody is there to get the 500
+            log.exception("emulator failed on a late %s %s", scope["method"], scope["path"])
+            self.emu.internal_errors.append(f"{scope['method']} {scope['path']}: {exc!r}")
+        start = next((m for m in messages if m["type"] == "http.response.start"), None)
+        status = None if start is None else int(start["status"])
+        self._count(endpoint, "committed_late")
+        self.emu.end_request(entry, "committed_late", status, gave_up_at=gave_up_at)
 
     async def _sleep(self, rules: list[FaultRule], kind: str) -> None:
         total = sum(r.ms for r in rules if r.kind == kind)
@@ -230,7 +273,9 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
+def _replay(body: bytes, *, then_wait: bool = False) -> Receive:
+    """The request already read; then a disconnect (or, ``then_wait``, nothing ever: the
+    late processing of an abandoned request runs as if its client were still there)."""
     delivered = False
 
     async def receive() -> Message:
@@ -238,6 +283,14 @@ def _replay(body: bytes) -> Receive:
         if not delivered:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
+        if then_wait:
+            await asyncio.Event().wait()
         return {"type": "http.disconnect"}
 
     return receive
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Wait until the client closes the connection (its request was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

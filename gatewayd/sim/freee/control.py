@@ -122,6 +122,7 @@ async def request_counts(emu: Emulator, request: Request) -> Any:
     if request.method == "DELETE":
         with emu.store.transaction() as db:
             db.execute("DELETE FROM request_counts")
+        emu.clear_request_log()
         return {"cleared": True}
     endpoints: dict[str, dict[str, Any]] = {}
     total = 0
@@ -131,6 +132,13 @@ async def request_counts(emu: Emulator, request: Request) -> Any:
         entry["by_status"][row["status"]] = row["count"]
         total += row["count"]
     return {"total": total, "endpoints": endpoints}
+
+
+async def request_log(emu: Emulator, request: Request) -> Any:
+    """Each request (newest 10,000) with its times: ``at`` received, ``done_at`` answered,
+    dropped or stored late, ``gave_up_at`` (commit_late: the client gave up), in seconds of
+    the emulator's clock; ``outcome`` as in the counts; ``ref_number`` of a JSON body."""
+    return {"requests": emu.request_log(_int_arg(request, "since", 0))}
 
 
 async def quota(emu: Emulator, request: Request) -> Any:
@@ -299,6 +307,7 @@ def routes(emu: Emulator) -> list[Route]:
         ("/transfers", list_transfers, ["GET"]),
         ("/companies", companies, ["GET"]),
         ("/requests", request_counts, ["GET", "DELETE"]),
+        ("/requests/log", request_log, ["GET"]),
         ("/quota", quota, ["GET", "DELETE"]),
         ("/books", books_page, ["GET"]),
         ("/reset", reset, ["POST"]),

@@ -23,6 +23,7 @@ from gatewayd.sim.freee.storage import Store
 # environment) appends each API/token response to a JSONL file in this directory, for the
 # test suite's schema audit (gatewayd.sim.freee.testing).
 AUDIT_DIR_ENV = "GATEWAYD_FREEE_AUDIT_DIR"
+REQUEST_LOG_SIZE = 10_000  # the newest API/token requests kept in memory for tests
 
 _instances = itertools.count(1)
 
@@ -82,6 +83,45 @@ class Emulator:
         self.internal_errors: list[str] = []  # emulator bugs answered as freee's 500
         self._windows: dict[tuple[str, int], collections.deque[float]] = {}
         self._window_lock = threading.Lock()
+        self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        self._log_ids = itertools.count(1)
+        self._log_lock = threading.Lock()
+
+    # -- request log (when each request came, how it ended, when it was stored) -----------
+
+    def log_request(self, method: str, path: str, query: str, body: bytes) -> dict[str, Any]:
+        """A new log entry for a received request; the caller fills in how it ended."""
+        ref: Any = None
+        if body[:1] == b"{":
+            try:
+                ref = json.loads(body).get("ref_number")
+            except (ValueError, AttributeError):
+                ref = None
+        entry: dict[str, Any] = {
+            "method": method, "path": path, "query": query,
+            "ref_number": ref if isinstance(ref, str) else None,
+            "at": self.clock.now(), "outcome": None, "status": None, "done_at": None,
+            "gave_up_at": None,
+        }
+        with self._log_lock:
+            entry["id"] = next(self._log_ids)
+            self._log.append(entry)
+        return entry
+
+    def end_request(self, entry: dict[str, Any], outcome: str, status: int | None = None,
+                    **times: float) -> None:
+        """Record how a logged request ended (``outcome`` as in the request counts)."""
+        with self._log_lock:
+            entry.update(outcome=outcome, status=status, done_at=self.clock.now(), **times)
+
+    def request_log(self, since: int = 0) -> list[dict[str, Any]]:
+        """Copies of the log entries with an id above ``since``, oldest first."""
+        with self._log_lock:
+            return [dict(e) for e in self._log if e["id"] > since]
+
+    def clear_request_log(self) -> None:
+        with self._log_lock:
+            self._log.clear()
 
     def close(self) -> None:
         if self.recorder is not None:
@@ -95,6 +135,7 @@ class Emulator:
         self.clock.advance(-self.clock.offset)
         self.store.reset(self.clock.today(), tokens=tokens)
         self.faults.clear()
+        self.clear_request_log()
         self.config = dataclasses.replace(self._initial_config)
         with self.store.transaction() as db:
             db.set_client_scopes(self.config.client_id, self.config.client_scopes)

@@ -14,7 +14,12 @@ Kinds, by when they act:
   gets invalid_grant);
 - after processing, only when it succeeded (2xx): ``latency_after``, ``drop_after``
   (the change is stored, the connection closes without an answer: the client cannot
-  know), ``http_500_after`` (stored, then answered 500).
+  know), ``http_500_after`` (stored, then answered 500);
+- instead of processing, later: ``commit_late`` (no answer; the connection is held until
+  the client gives up — its read timeout — and the request is processed ``ms`` after
+  that), ``drop_commit_late`` (the connection is closed at once without an answer and the
+  request is processed ``ms`` later). A slow freee that finishes a request its client
+  abandoned: the deal appears in the books only after the client gave up.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from typing import Any
 BEFORE_KINDS = ("latency", "http_500", "http_503", "drop_before", "expire_access_token",
                 "revoke_refresh_token")
 AFTER_KINDS = ("latency_after", "drop_after", "http_500_after")
-KINDS = BEFORE_KINDS + AFTER_KINDS
+LATE_KINDS = ("commit_late", "drop_commit_late")  # decided before processing, like BEFORE_KINDS
+KINDS = BEFORE_KINDS + LATE_KINDS + AFTER_KINDS
 # Kinds that end the request; the first one that fires wins, later ones are not consumed.
-TERMINAL_KINDS = frozenset({"http_500", "http_503", "drop_before", "drop_after", "http_500_after"})
+TERMINAL_KINDS = frozenset({"http_500", "http_503", "drop_before", "drop_after", "http_500_after",
+                            *LATE_KINDS})
 
 TOKEN_PATH = "/public_api/token"
 

@@ -345,7 +345,14 @@ class ControlClient:
         return int(self.request_counts()["endpoints"].get(endpoint, {}).get("total", 0))
 
     def clear_request_counts(self) -> None:
+        """Clears the counts and the request log."""
         self._call("DELETE", "/requests")
+
+    def request_log(self, since: int = 0) -> list[dict[str, Any]]:
+        """Requests with their times (``at``, ``done_at``, ``gave_up_at``), outcome, status
+        and ref_number, oldest first; ``since``: only those with a higher id."""
+        result = self._call("GET", "/requests/log", params={"since": since})["requests"]
+        return cast(list[dict[str, Any]], result)
 
     def tokens(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], self._call("GET", "/tokens")["tokens"])
