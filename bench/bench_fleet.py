@@ -40,8 +40,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gatewayd.cli.demo import approve  # noqa: E402
 from gatewayd.config import RegisterSettings, Settings  # noqa: E402
-from gatewayd.demo import approve  # noqa: E402
 from gatewayd.protocol.days import analyze_journal  # noqa: E402
 from gatewayd.protocol.records import BusinessDay  # noqa: E402
 from gatewayd.sim.freee import MAIN_COMPANY_ID  # noqa: E402

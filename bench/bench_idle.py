@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gatewayd.cli.demo import approve  # noqa: E402
 from gatewayd.config import load_settings  # noqa: E402
-from gatewayd.demo import approve  # noqa: E402
 from gatewayd.protocol.days import analyze_journal  # noqa: E402
 from gatewayd.sim.freee.server import EmulatorServer  # noqa: E402
 from gatewayd.sim.journal_gen import generate_journal  # noqa: E402

@@ -47,8 +47,8 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gatewayd.cli.demo import approve  # noqa: E402
 from gatewayd.config import Settings, load_settings  # noqa: E402
-from gatewayd.demo import approve  # noqa: E402
 from gatewayd.protocol.days import analyze_journal  # noqa: E402
 from gatewayd.protocol.records import METHOD_ORDER, BusinessDay  # noqa: E402
 from gatewayd.sim.freee import MAIN_COMPANY_ID  # noqa: E402

@@ -1,5 +1,8 @@
 """The status page's view of the running daemon (``GatewayBackend`` over the real parts).
 
+It reads the daemon through ``GatewayParts`` (a protocol ``gatewayd.daemon.Gateway``
+satisfies), so the daemon imports this module and never the reverse.
+
 The journal store knows which days the register closed and whether they passed the checks;
 the sync knows what freee holds; the hosts and the printer monitor know the devices. This
 module puts them side by side in the page's vocabulary (``gatewayd.web.model``) and turns the
@@ -8,12 +11,13 @@ page's actions into calls on those parts. No I/O of its own.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
+from gatewayd.drivers.slip import SlipContent, SlipStatus, render_slip
 from gatewayd.errors import DeviceError, GatewayError
-from gatewayd.slip import SlipContent, SlipStatus, render_slip
 from gatewayd.store.journal import DayRow
 from gatewayd.web.model import (
     DayDetail,
@@ -39,7 +43,13 @@ from gatewayd.web.model import (
 )
 
 if TYPE_CHECKING:
-    from gatewayd.daemon import Gateway
+    from gatewayd.config import Settings
+    from gatewayd.drivers.printer import PrinterMonitor
+    from gatewayd.drivers.register_host import RegisterHost
+    from gatewayd.ingest import RegisterIngest
+    from gatewayd.protocol.records import BusinessDay
+    from gatewayd.store.journal import JournalStore
+    from gatewayd.sync.service import SyncService
     from gatewayd.sync.status import SyncSnapshot
 
 RECENT_DAYS = 14
@@ -65,10 +75,43 @@ def _journal_summary(row: DayRow) -> DaySummary:
     )
 
 
-class DaemonBackend:
-    """``GatewayBackend`` for the page, reading the live ``Gateway``."""
+class GatewayParts(Protocol):
+    """What the page reads of the running daemon (``gatewayd.daemon.Gateway`` is one)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> JournalStore: ...
+
+    @property
+    def sync(self) -> SyncService | None: ...
+
+    @property
+    def printer(self) -> PrinterMonitor | None: ...
+
+    @property
+    def ingests(self) -> dict[str, RegisterIngest]: ...
+
+    @property
+    def hosts(self) -> dict[str, RegisterHost]: ...
+
+    @property
+    def web(self) -> Any: ...
+
+    @property
+    def errors(self) -> list[tuple[datetime, GatewayError]]: ...
+
+    @property
+    def wake_sync(self) -> threading.Event: ...
+
+    def get_day(self, register_id: str, business_date: date) -> BusinessDay | None: ...
+
+
+class DaemonBackend:
+    """``GatewayBackend`` for the page, reading the live daemon through ``GatewayParts``."""
+
+    def __init__(self, gateway: GatewayParts) -> None:
         self.gateway = gateway
 
     # --- reads ---------------------------------------------------------------------------

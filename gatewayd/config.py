@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gatewayd.drivers.printer_settings import parse_device_tables
 from gatewayd.errors import ConfigError
 from gatewayd.settings_reader import TableReader
+from gatewayd.sync.freee_settings import parse_freee
+from gatewayd.sync.mapping_settings import parse_mapping
+from gatewayd.web.settings import parse_web
 
 CODE_PATTERN = r"[A-Za-z0-9]{1,8}"
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
@@ -140,14 +144,9 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
 def validate_parts(extra: dict[str, Any]) -> None:
     """Check the tables other parts own, so a wrong key stops the daemon at start.
 
-    The parts read their tables from ``Settings.extra`` with these same parsers; the imports
-    are here, not at the top, because those modules import this one.
+    The parts read their tables from ``Settings.extra`` with these same parsers. Each part
+    owns its section's parser and none imports this module: the imports run one way.
     """
-    from gatewayd.drivers.printer_settings import parse_device_tables
-    from gatewayd.sync.freee_settings import parse_freee
-    from gatewayd.sync.mapping_settings import parse_mapping
-    from gatewayd.web.settings import parse_web
-
     parse_mapping(TableReader(extra.get("mapping", {}), "mapping"))
     parse_freee(TableReader(extra.get("freee", {}), "freee"))
     parse_web(TableReader(extra.get("web", {}), "web"))

@@ -30,10 +30,10 @@ from gatewayd.drivers.drawer import DrawerAlert
 from gatewayd.drivers.printer import PrinterMonitor
 from gatewayd.drivers.printer_settings import device_settings_from
 from gatewayd.drivers.register_host import HostConfig, RegisterHost
+from gatewayd.drivers.slip import SlipContent, SlipStatus
 from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
-from gatewayd.slip import SlipContent, SlipStatus
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import SlipQueue
 from gatewayd.store.snapshot import write_snapshot

@@ -11,9 +11,20 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from gatewayd.errors import ConfigError
+
+
+class PartTables(Protocol):
+    """What a part's ``*_from_settings`` reads of the loaded configuration: the raw tables.
+
+    ``gatewayd.config.Settings`` is one. The parts name this protocol, not ``Settings``, so
+    config.py imports their parsers and no part imports config.py back.
+    """
+
+    @property
+    def extra(self) -> Mapping[str, Any]: ...
 
 
 class TableReader:

@@ -15,9 +15,9 @@ import usb.backend
 import usb.core
 
 from gatewayd.drivers.printer_settings import PrinterSettings
+from gatewayd.drivers.slip import SlipContent, SlipStatus
 from gatewayd.protocol.records import Method, TaxClass
 from gatewayd.sim.printer import PtyPrinterSimulator, SimPrinter
-from gatewayd.slip import SlipContent, SlipStatus
 
 JST = timezone(timedelta(hours=9))
 VENDOR, PRODUCT = 0x04B8, 0x0202

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gatewayd.demo import DEMO_PASSWORD, DemoOptions, DemoRig
+from gatewayd.cli.demo import DEMO_PASSWORD, DemoOptions, DemoRig
 from gatewayd.web.model import DayStatus
 
 CHROMIUM = Path("/usr/bin/chromium")

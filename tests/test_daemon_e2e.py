@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gatewayd.demo import DEMO_PASSWORD, DemoOptions, DemoRig
+from gatewayd.cli.demo import DEMO_PASSWORD, DemoOptions, DemoRig
+from gatewayd.cli.status import collect, render_text
 from gatewayd.protocol.days import analyze_journal
-from gatewayd.status_cli import collect, render_text
 from gatewayd.web.model import DayStatus
 
 

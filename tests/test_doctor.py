@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd import doctor
+from gatewayd.cli import doctor as doctor_cli
 from gatewayd.cli import main
 from gatewayd.config import load_settings
 
@@ -43,9 +44,9 @@ def _ctx(tmp_path: Path, port: str, **kw: object) -> doctor.DoctorContext:
     os.chmod(state, 0o700)
     cfg = tmp_path / "gatewayd.toml"
     cfg.write_text(CONFIG.format(state=state, port=port))
-    ctx = doctor.make_context(cfg, boot_dir=tmp_path / "boot",
-                              service_user=getpass.getuser(),
-                              credentials_dir=tmp_path / "credstore")
+    ctx = doctor_cli.make_context(cfg, boot_dir=tmp_path / "boot",
+                                  service_user=getpass.getuser(),
+                                  credentials_dir=tmp_path / "credstore")
     for key, value in kw.items():
         setattr(ctx, key, value)
     return ctx

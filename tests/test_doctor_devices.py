@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from gatewayd.doctor import DoctorContext, make_context
+from gatewayd.cli.doctor import make_context
+from gatewayd.doctor import DoctorContext
 from gatewayd.drivers.doctor_checks import calibrate, check_drawer, check_printer
 from gatewayd.sim.printer import PtyPrinterSimulator
 

@@ -13,6 +13,7 @@ import pytest
 
 from gatewayd import firstboot
 from gatewayd.cli import build_parser
+from gatewayd.cli import firstboot as firstboot_cli
 from gatewayd.config import load_settings
 
 SECRET = "s3cr3t-ABCDEFGHIJKLMNOP"
@@ -185,7 +186,7 @@ def test_slip_hook_receives_the_page_address(
     parser = build_parser(["firstboot"])
     args = parser.parse_args(["firstboot", "--boot-dir", str(boot), "--etc-dir", str(etc),
                               "--credentials-dir", str(cred)])
-    assert firstboot.run(args) == 0
+    assert firstboot_cli.run(args) == 0
     (slip, settings), = printed
     assert slip.ok and slip.page_urls == ("http://shop-gw.local:8080/",)
     assert "http://shop-gw.local:8080/" in slip.text()
@@ -202,7 +203,7 @@ def test_invalid_run_exits_1(tmp_path: Path) -> None:
     boot, etc, cred = _dirs(tmp_path)
     (boot / "gatewayd.toml").write_text(INVALID.format(secret=SECRET))
     args = argparse.Namespace(boot_dir=boot, etc_dir=etc, credentials_dir=cred, no_slip=True)
-    assert firstboot.run(args) == 1
+    assert firstboot_cli.run(args) == 1
 
 
 def test_page_urls_from_settings(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from printer_fixtures import sample_content
 from gatewayd.drivers.escpos_status import PrinterCondition
 from gatewayd.drivers.printer import PrinterDriver
 from gatewayd.drivers.printer_settings import PrinterSettings
-from gatewayd.slip import SlipStatus, render_slip
+from gatewayd.drivers.slip import SlipStatus, render_slip
 
 
 def _read_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 10.0) -> str:

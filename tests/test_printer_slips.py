@@ -15,9 +15,9 @@ from printer_fixtures import running_pty_printer, sample_content, serial_setting
 from gatewayd.drivers.escpos_status import PrinterCondition
 from gatewayd.drivers.printer import PrinterMonitor, StateChange, snapshot_lines
 from gatewayd.drivers.printer_settings import SlipSettings
+from gatewayd.drivers.slip import SlipStatus, render_slip
 from gatewayd.escpos_text import decode
 from gatewayd.sim.printer import PtyPrinterSimulator
-from gatewayd.slip import SlipStatus, render_slip
 from gatewayd.store.slips import SlipQueue
 
 

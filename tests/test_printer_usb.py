@@ -13,10 +13,10 @@ from printer_fixtures import IN_EP, OUT_EP, PRODUCT, VENDOR, FakePrinterBackend,
 from gatewayd.drivers.escpos_status import PrinterCondition
 from gatewayd.drivers.printer import PrinterDriver, PrinterMonitor, UsbLink
 from gatewayd.drivers.printer_settings import PrinterSettings
+from gatewayd.drivers.slip import SlipStatus
 from gatewayd.errors import PrinterUnavailable
 from gatewayd.escpos_text import decode
 from gatewayd.sim.printer import SimPrinter
-from gatewayd.slip import SlipStatus
 from gatewayd.store.slips import SlipQueue
 
 

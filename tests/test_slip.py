@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from printer_fixtures import sample_content
 
-from gatewayd.escpos_text import decode, display_width, tokenize
-from gatewayd.slip import (
+from gatewayd.drivers.slip import (
     KANJI_ON,
     KANJI_SHIFT_JIS,
     SlipContent,
@@ -18,6 +17,7 @@ from gatewayd.slip import (
     two_columns,
     wrap,
 )
+from gatewayd.escpos_text import decode, display_width, tokenize
 
 
 def _line_with(text: str, needle: str) -> str:

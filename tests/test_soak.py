@@ -26,9 +26,9 @@ from types import ModuleType
 import pytest
 from sync_fixtures import MAIN_COMPANY, REGISTER, Harness, link, make_days
 
+from gatewayd.cli.demo import approve
 from gatewayd.config import parse_settings
 from gatewayd.daemon import Gateway
-from gatewayd.demo import approve
 from gatewayd.sim.freee.server import EmulatorServer
 from gatewayd.sim.journal_gen import generate_journal, inject_fault
 from gatewayd.sim.register import RegisterSimulator

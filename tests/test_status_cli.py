@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from gatewayd.cli import main
+from gatewayd.cli.status import render_text
 from gatewayd.config import load_settings
 from gatewayd.ingest import RegisterIngest
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import generate_journal
-from gatewayd.status_cli import render_text
 from gatewayd.store.journal import JournalStore
 
 CONFIG = """

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sync_fixtures import MAIN_COMPANY, REGISTER, Harness, link, make_days
 
-from gatewayd.resend_cli import resend as resend_command
+from gatewayd.cli.resend import resend as resend_command
 from gatewayd.sync.service import SyncService
 from gatewayd.web.model import HeldCause
 

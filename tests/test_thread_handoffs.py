@@ -24,12 +24,12 @@ from gatewayd.backend import DaemonBackend
 from gatewayd.config import RegisterSettings, load_settings
 from gatewayd.daemon import Gateway, Heartbeat
 from gatewayd.drivers.printer import PrinterMonitor
+from gatewayd.drivers.slip import SlipStatus
 from gatewayd.errors import GatewayError
 from gatewayd.ingest import RegisterIngest
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import Reclose, generate_journal
 from gatewayd.sim.printer import PtyPrinterSimulator
-from gatewayd.slip import SlipStatus
 from gatewayd.store import snapshot as snapshot_module
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import QueuedSlip, SlipQueue

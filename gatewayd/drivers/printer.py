@@ -40,9 +40,9 @@ from gatewayd.drivers.escpos_status import (
     status_from_replies,
 )
 from gatewayd.drivers.printer_settings import DrawerSettings, PrinterSettings, SlipSettings
+from gatewayd.drivers.slip import SlipContent, render_slip, reprint_banner
 from gatewayd.drivers.transport import exception_text
 from gatewayd.errors import GatewayError, PrinterUnavailable
-from gatewayd.slip import SlipContent, render_slip, reprint_banner
 from gatewayd.store.slips import QueuedSlip, SlipQueue
 
 _LOG = logging.getLogger(__name__)

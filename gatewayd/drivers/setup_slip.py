@@ -8,15 +8,33 @@ beside the configuration on the boot partition), never fatal to the import.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from gatewayd.config import Settings
 from gatewayd.drivers.printer import PrinterDriver
 from gatewayd.drivers.printer_settings import device_settings_from
+from gatewayd.drivers.slip import render_notice
 from gatewayd.errors import PrinterUnavailable
-from gatewayd.firstboot import SetupSlip
-from gatewayd.slip import render_notice
 
 
-def print_setup_slip(slip: SetupSlip, settings: Settings | None) -> None:
+class SetupSlipLike(Protocol):
+    """What is printed of ``gatewayd.firstboot.SetupSlip`` (the driver does not import it)."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def lines(self) -> Sequence[str]: ...
+
+    @property
+    def page_urls(self) -> Sequence[str]: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+def print_setup_slip(slip: SetupSlipLike, settings: Settings | None) -> None:
     """``firstboot.SLIP_HOOK``: print ``slip`` or raise why it could not be printed."""
     if settings is None:
         raise PrinterUnavailable("no valid configuration: the printer is unknown")

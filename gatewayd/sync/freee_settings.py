@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gatewayd.config import Settings
 from gatewayd.errors import ConfigError
-from gatewayd.settings_reader import TableReader
+from gatewayd.settings_reader import PartTables, TableReader
 
 CREDENTIAL_NAME = "freee-client-secret"
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
@@ -156,7 +155,7 @@ def parse_freee(reader: TableReader) -> FreeeSettings:
     return settings
 
 
-def freee_from_settings(settings: Settings) -> FreeeSettings:
+def freee_from_settings(settings: PartTables) -> FreeeSettings:
     """The ``[freee]`` table of a loaded configuration (absent: all defaults)."""
     raw = settings.extra.get("freee")
     return parse_freee(TableReader({} if raw is None else raw, "freee"))

@@ -12,9 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
-from gatewayd.config import RegisterSettings, Settings
 from gatewayd.errors import ConfigError
 from gatewayd.protocol.records import (
     DIRECTION_ORDER,
@@ -24,7 +23,7 @@ from gatewayd.protocol.records import (
     Method,
     TaxClass,
 )
-from gatewayd.settings_reader import TableReader
+from gatewayd.settings_reader import PartTables, TableReader
 from gatewayd.sync.plan import Granularity, PostingKind
 
 UNSETTLED = "unsettled"
@@ -53,6 +52,19 @@ DEFAULT_TAX_NAMES: Mapping[TaxClass, str] = MappingProxyType(
 DEFAULT_MOVEMENT_ACCOUNTS: Mapping[Direction, str] = MappingProxyType(
     {Direction.IN: "仮受金", Direction.OUT: "仮払金"}
 )
+
+
+class RegisterLabels(Protocol):
+    """A register's per-store overrides (``gatewayd.config.RegisterSettings`` is one)."""
+
+    @property
+    def store_name(self) -> str | None: ...
+
+    @property
+    def section(self) -> str | None: ...
+
+    @property
+    def tags(self) -> tuple[str, ...] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +161,7 @@ class MappingSettings:
         rule = self.movements.get(reason_code)
         return rule if rule is not None else self.movement_defaults[direction]
 
-    def for_register(self, reg: RegisterSettings) -> MappingSettings:
+    def for_register(self, reg: RegisterLabels) -> MappingSettings:
         """These settings with a register's store_name / section / tags overrides applied."""
         return self.with_overrides(store_name=reg.store_name, section=reg.section, tags=reg.tags)
 
@@ -420,6 +432,6 @@ def mapping_from_table(data: object) -> MappingSettings:
     return parse_mapping(TableReader({} if data is None else data, "mapping"))
 
 
-def mapping_from_settings(settings: Settings) -> MappingSettings:
+def mapping_from_settings(settings: PartTables) -> MappingSettings:
     """The mapping of a loaded gateway configuration (``Settings.extra['mapping']``)."""
     return mapping_from_table(settings.extra.get("mapping"))

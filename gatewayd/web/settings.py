@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import quote, urlsplit
 
-from gatewayd.config import Settings
 from gatewayd.errors import ConfigError
-from gatewayd.settings_reader import TableReader
+from gatewayd.settings_reader import PartTables, TableReader
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -147,7 +146,7 @@ def parse_web(reader: TableReader) -> WebSettings:
     )
 
 
-def web_from_settings(settings: Settings) -> WebSettings:
+def web_from_settings(settings: PartTables) -> WebSettings:
     """The ``[web]`` table of the loaded configuration (defaults when absent)."""
     return parse_web(TableReader(settings.extra.get("web", {}), "web"))
 

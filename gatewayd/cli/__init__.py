@@ -17,21 +17,25 @@ from gatewayd.errors import GatewayError
 
 # command words -> (module, one-line help). Order is the order of --help.
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("run",): ("gatewayd.daemon_cli", "run the daemon (systemd runs this)"),
-    ("demo",): ("gatewayd.demo", "the whole box with simulated register, printer and freee"),
-    ("status",): ("gatewayd.status_cli", "show registers, days and postings"),
-    ("decode",): ("gatewayd.decode_cli", "decode a journal file to JSON with day checks"),
-    ("plan",): ("gatewayd.plan_cli", "print what a journal's days will post to freee, as JSON"),
-    ("sim", "register"): ("gatewayd.sim.register_cli", "simulated register on a pseudo-terminal"),
-    ("sim", "freee"): ("gatewayd.sim.freee.cli", "freee会計 API emulator on 127.0.0.1"),
-    ("sim", "printer"): ("gatewayd.sim.printer_cli", "simulated ESC/POS printer on a pty"),
-    ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
-    ("firstboot",): ("gatewayd.firstboot", "import gatewayd.toml and secrets from /boot/firmware"),
-    ("doctor",): ("gatewayd.doctor", "check configuration, devices, storage and clock, with fixes"),
-    ("link",): ("gatewayd.link_cli", "link the box to a freee会計 company (OAuth, PKCE)"),
-    ("unlink",): ("gatewayd.link_cli", "revoke and delete the freee link"),
-    ("resend",): ("gatewayd.resend_cli", "re-sync a day or a range of days with freee"),
-    ("passwd",): ("gatewayd.passwd_cli", "set the status page password (argon2 hash, mode 0600)"),
+    ("run",): ("gatewayd.cli.run", "run the daemon (systemd runs this)"),
+    ("demo",): ("gatewayd.cli.demo", "the whole box with simulated register, printer and freee"),
+    ("status",): ("gatewayd.cli.status", "show registers, days and postings"),
+    ("decode",): ("gatewayd.cli.decode", "decode a journal file to JSON with day checks"),
+    ("plan",): ("gatewayd.cli.plan", "print what a journal's days will post to freee, as JSON"),
+    ("sim", "register"): ("gatewayd.cli.sim_register", "simulated register on a pseudo-terminal"),
+    ("sim", "freee"): ("gatewayd.cli.sim_freee", "freee会計 API emulator on 127.0.0.1"),
+    ("sim", "printer"): ("gatewayd.cli.sim_printer", "simulated ESC/POS printer on a pty"),
+    ("drawer", "kick"): ("gatewayd.cli.drawer", "open the cash drawer now (ESC p)"),
+    ("firstboot",): (
+        "gatewayd.cli.firstboot", "import gatewayd.toml and secrets from /boot/firmware"
+    ),
+    ("doctor",): (
+        "gatewayd.cli.doctor", "check configuration, devices, storage and clock, with fixes"
+    ),
+    ("link",): ("gatewayd.cli.link", "link the box to a freee会計 company (OAuth, PKCE)"),
+    ("unlink",): ("gatewayd.cli.link", "revoke and delete the freee link"),
+    ("resend",): ("gatewayd.cli.resend", "re-sync a day or a range of days with freee"),
+    ("passwd",): ("gatewayd.cli.passwd", "set the status page password (argon2 hash, mode 0600)"),
 }
 
 

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from gatewayd.cli.status import collect, render_text
 from gatewayd.config import Settings, load_settings
 from gatewayd.daemon import Gateway
 from gatewayd.logging_setup import setup_logging
@@ -31,7 +32,6 @@ from gatewayd.sim.freee.server import EmulatorServer
 from gatewayd.sim.journal_gen import Reclose, generate_journal, inject_fault
 from gatewayd.sim.printer import PtyPrinterSimulator
 from gatewayd.sim.register import RegisterSimulator
-from gatewayd.status_cli import collect, render_text
 from gatewayd.web.model import DayStatus
 from gatewayd.web.password import hash_password, password_path, write_password
 
