@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gatewayd.protocol.records import METHOD_ORDER, TAX_CLASS_ORDER, Method, TaxClass
+from gatewayd.staff_dates import staff_date, staff_datetime
 
 
 class SlipStatus(StrEnum):
@@ -43,7 +44,6 @@ CLASS_LABELS: dict[TaxClass, str] = {
     TaxClass.EXEMPT: "非課税",
     TaxClass.OUT_OF_SCOPE: "対象外(不課税)",
 }
-_WEEKDAYS = "月火水木金土日"
 
 
 class DayTotalsLike(Protocol):
@@ -229,10 +229,6 @@ class _Writer:
         return bytes(self.out)
 
 
-def _date_text(day: date) -> str:
-    return f"{day.year}年{day.month:02d}月{day.day:02d}日({_WEEKDAYS[day.weekday()]})"
-
-
 def render_slip(content: SlipContent, *, columns: int = 42, qr_size: int = 6) -> bytes:
     """The slip as ESC/POS bytes, ending with a cut."""
     w = _Writer(columns)
@@ -243,7 +239,7 @@ def render_slip(content: SlipContent, *, columns: int = 42, qr_size: int = 6) ->
     w.line()
     w.line(f"店舗　{content.store_name} ({content.store_code})")
     w.line(f"端末　{content.terminal}")
-    w.line(f"営業日　{_date_text(content.business_date)}")
+    w.line(f"営業日　{staff_date(content.business_date)}")
     if content.close_no > 1:
         w.line(f"再締め　{content.close_no}回目")
     w.rule()
@@ -278,7 +274,7 @@ def render_slip(content: SlipContent, *, columns: int = 42, qr_size: int = 6) ->
         w.raw(ALIGN_LEFT)
     if content.made_at is not None:
         w.rule()
-        w.line(f"作成　{content.made_at:%Y-%m-%d %H:%M}")
+        w.line(f"作成　{staff_datetime(content.made_at)}")
     return w.finish()
 
 
