@@ -22,9 +22,6 @@ from gatewayd.status_cli import collect, render_text
 from gatewayd.web.model import DayStatus
 
 
-pytestmark = pytest.mark.dates
-
-
 @pytest.fixture()
 def rig(tmp_path: Path, today: date) -> Iterator[DemoRig]:
     # three days around the suite's "today" (yesterday, today, tomorrow): under the dates
@@ -35,6 +32,7 @@ def rig(tmp_path: Path, today: date) -> Iterator[DemoRig]:
         yield rig
 
 
+@pytest.mark.dates
 def test_days_flow_from_register_to_freee_once(rig: DemoRig) -> None:
     assert rig.wait_finished(90), rig.day_states()
     assert rig.gateway is not None and rig.register is not None and rig.emulator is not None

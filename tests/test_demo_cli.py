@@ -7,10 +7,7 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
 
-
-@pytest.mark.dates
 def test_demo_command_closes_days_and_prints_the_result(tmp_path: Path, today: date) -> None:
     start = today - timedelta(days=1)
     proc = subprocess.run(

@@ -27,6 +27,7 @@ def _line_with(text: str, needle: str) -> str:
     return matches[0]
 
 
+@pytest.mark.dates
 def test_sent_slip_holds_store_date_totals_result_and_qr() -> None:
     content = sample_content(SlipStatus.SENT)
     printed = decode(render_slip(content), columns=42)
