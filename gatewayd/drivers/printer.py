@@ -655,7 +655,9 @@ def snapshot_lines(data: Mapping[str, Any]) -> list[str]:
 # --- one-shot helpers for commands ----------------------------------------------------------
 
 def _kick(driver: PrinterDriver, drawer: DrawerSettings, status: PrinterStatus) -> None:
-    if not status.online:
+    # can_print, not online: some printers report cover open / paper end without the
+    # offline bit, and a kick they buffer would still open the drawer later
+    if not status.can_print:
         raise PrinterUnavailable(
             f"drawer kick refused: printer {status.describe()}",
             staff_message="プリンターが使えない状態のため、ドロワーを開けられません。"
