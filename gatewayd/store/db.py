@@ -52,6 +52,28 @@ def _on_read_only_filesystem(path: Path) -> bool:
     return False
 
 
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and each missing parent with mode 0700, whatever the umask.
+
+    The state directory holds the sales journal and the freee tokens: outside systemd
+    (whose ``StateDirectoryMode=0700`` does the same) nobody else may list or read it.
+    Directories that already exist are left as they are.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: not ours to change
+        os.chmod(directory, 0o700)
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated DDL inside the caller's transaction (``executescript`` would commit)."""
     for statement in script.split(";"):
@@ -71,7 +93,7 @@ def open_database(
     if read_only:
         return open_read_only(path, len(migrations))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
     except (sqlite3.Error, OSError) as exc:
         raise storage_error(exc, path) from exc
@@ -177,8 +199,9 @@ class StoreFile:
     """One store file shared between threads: one connection, one lock, and the two ways in.
 
     ``tx()`` is one write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any
-    error; refused when opened ``read_only``); ``rows()`` is a read. Both turn SQLite's failures into ``StorageError``s, so
-    every store reports a full disk or a corrupted file the same way.
+    error; refused when opened ``read_only``); ``rows()`` is a read. Both turn SQLite's
+    failures into ``StorageError``s, so every store reports a full disk or a corrupted file
+    the same way.
     """
 
     def __init__(self, path: Path, migrations: Sequence[Migration], *,
