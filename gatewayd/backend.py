@@ -318,7 +318,7 @@ class DaemonBackend:
             action="テスト印字です。",
             close_no=0,
             made_at=datetime.now(),
-            status_url=self.gateway.web.url if self.gateway.web is not None else None,
+            status_url=self.gateway.slip_status_url(),
         )
         monitor = self.gateway.printer
         if monitor.queue is None:

@@ -17,6 +17,7 @@ only the store and the configuration are needed to run.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from gatewayd.drivers.register_host import HostConfig, RegisterHost
 from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
-from gatewayd.slip import SlipContent, SlipStatus
+from gatewayd.slip import SlipContent, SlipStatus, status_page_url
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import SlipQueue
 from gatewayd.store.snapshot import write_snapshot
@@ -166,6 +167,18 @@ class Gateway:
         self.watchdog.start()
         notify.ready(f"{len(self.hosts)} register(s), state in {self.state_dir}")
         logger.info("gatewayd started: %d register(s)", len(self.hosts))
+
+    def slip_status_url(self) -> str | None:
+        """The slip's QR target: the settings first, else the page as a phone reaches it."""
+        from gatewayd.web.settings import web_from_settings
+
+        web = web_from_settings(self.settings)
+        slip_url = device_settings_from(self.settings)[2].status_url
+        if self.web is None:  # no page served here: only an address set by hand
+            return slip_url or web.public_url
+        return status_page_url(slip_url=slip_url, public_url=web.public_url,
+                               address=web.address, port=self.web.port,
+                               hostname=socket.gethostname())
 
     def _start_web(self) -> None:
         from dataclasses import replace
@@ -337,7 +350,7 @@ class Gateway:
             status=status,
             reason=reason,
             action=action,
-            status_url=self.web.url if self.web is not None else None,
+            status_url=self.slip_status_url(),
             close_no=close_no,
             made_at=datetime.now(),
         )

@@ -10,6 +10,7 @@ width (double-byte = full-width, single byte = half-width).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -105,6 +106,34 @@ class SlipContent:
     @property
     def title(self) -> str:
         return f"{self.business_date.isoformat()} {self.status.label}"
+
+
+def status_page_url(*, slip_url: str | None, public_url: str | None, address: str, port: int,
+                    hostname: str) -> str | None:
+    """The address the slip's QR code holds: one a phone on the shop's network can open.
+
+    ``[slip] status_url``, else ``[web] public_url``, else built from where the page listens:
+    a specific address as it is; every address (0.0.0.0, ::) as ``http://<hostname>.local``
+    (mDNS, which Raspberry Pi OS answers with avahi); loopback only (127.0.0.1, the default)
+    gives None: no phone can open it, so the slip prints no QR code.
+    """
+    for configured in (slip_url, public_url):
+        if configured:
+            return configured
+    if address in ("0.0.0.0", "::"):
+        name = hostname.strip().rstrip(".")
+        if not name or name == "localhost":
+            return None
+        host = name if "." in name else f"{name}.local"
+    else:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            ip = None
+        if address == "localhost" or (ip is not None and ip.is_loopback):
+            return None
+        host = f"[{address}]" if ip is not None and ip.version == 6 else address
+    return f"http://{host}:{port}/"
 
 
 # --- a minimal ESC/POS writer -------------------------------------------------------------
