@@ -34,12 +34,12 @@ from gatewayd.drivers.register_host import HostConfig, RegisterHost
 from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
-from gatewayd.slip import SlipContent, SlipStatus, status_page_url
+from gatewayd.slip import SlipContent, SlipStatus, held_slip_texts, status_page_url
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import SlipQueue
 from gatewayd.store.snapshot import write_snapshot
 from gatewayd.sync.service import SyncService
-from gatewayd.web.model import DayStatus
+from gatewayd.web.model import DayStatus, HeldCause
 
 logger = logging.getLogger("gatewayd.daemon")
 
@@ -303,19 +303,16 @@ class Gateway:
             reason: str | None = None
             action: str | None = None
             if row.status == "held":
-                status, reason = SlipStatus.HELD, row.reason
-                action = "レジで再精算（再閉局）するか、設置担当者に連絡してください。"
+                status = SlipStatus.HELD
+                reason, action = held_slip_texts(HeldCause.DAY_CHECK.value)
             elif snapshot is not None:
                 summary = snapshot.day(notice.register_id, notice.business_date)
                 if summary is not None and summary.status is DayStatus.SYNCED:
                     status = SlipStatus.SENT
                 elif summary is not None and summary.status is DayStatus.HELD:
                     status = SlipStatus.HELD
-                    if summary.held is not None:
-                        reason = summary.held.detail
-                        from gatewayd.sync.status import FIX_JA
-
-                        action = FIX_JA.get(summary.held.cause)
+                    cause = summary.held.cause.value if summary.held is not None else None
+                    reason, action = held_slip_texts(cause)
             if status is None or status.value == notice.last_status:
                 continue
             printed = self._submit_slip(reg, row, notice.close_no, status, reason, action)

@@ -47,6 +47,51 @@ CLASS_LABELS: dict[TaxClass, str] = {
 }
 
 
+# What a held slip prints, by HeldCause value: plain Japanese for staff, no technical detail
+# (check numbers, English, command names): the status page behind the QR code has those.
+HELD_SLIP_TEXTS: Mapping[str, tuple[str, str]] = {
+    "day_check": (
+        "レジの精算データに合わないところがあります。",
+        "レジで再精算（再閉局）してください。直らないときは設置担当者に連絡してください。"
+        "データはゲートウェイに残っています。",
+    ),
+    "fiscal_year": (
+        "freee会計にこの日の会計年度がないか、締められています。",
+        "freee会計で会計年度を作成するか、締めを解除してください。直ると自動で送信します。",
+    ),
+    "missing_master": (
+        "設定にある勘定科目・税区分・口座などがfreee会計にありません。",
+        "設置担当者に連絡してください。直ると自動で送信します。",
+    ),
+    "link": (
+        "freee会計との連携が切れています。",
+        "ステータス画面の「freee会計との連携」から連携し直してください。"
+        "連携すると自動で送信します。",
+    ),
+    "edited_in_freee": (
+        "送信した後にfreee会計で取引が編集されました。",
+        "ステータス画面でこの日を開き、どちらの内容を残すか選んでください。",
+    ),
+    "refused": (
+        "freee会計が取引の登録を受け付けませんでした。",
+        "ステータス画面のfreeeのメッセージを設置担当者に伝えてください。",
+    ),
+    "needs_review": (
+        "freee会計に同じ管理番号の取引が複数あります。",
+        "freee会計で重複した取引を削除してから、ステータス画面でこの日を再送してください。",
+    ),
+}
+HELD_SLIP_FALLBACK = (
+    "送信を止めています。",
+    "ステータス画面で内容を確認し、わからないときは設置担当者に連絡してください。",
+)
+
+
+def held_slip_texts(cause: str | None) -> tuple[str, str]:
+    """理由 and 対応 for a held slip (``cause`` a ``HeldCause`` value; None/unknown: general)."""
+    return HELD_SLIP_TEXTS.get(cause or "", HELD_SLIP_FALLBACK)
+
+
 class DayTotalsLike(Protocol):
     """What ``gatewayd.sync.plan.DayTotals`` has (kept structural: no import of sync)."""
 
