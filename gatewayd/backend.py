@@ -134,7 +134,7 @@ class DaemonBackend:
                 Health.OK
                 if state.link_up
                 else (
-                    Health.UNKNOWN
+                    Health.CHECKING  # not polled yet since the start
                     if state.last_poll_at is None and state.last_error is None
                     else Health.ERROR
                 )
@@ -171,6 +171,7 @@ class DaemonBackend:
             configured=True,
             open=None if drawer_state not in ("open", "closed") else drawer_state == "open",
             detail="開いたままです" if snap.drawer.alerting else None,
+            checked=snap.last_poll is not None,
         )
         return Devices(tuple(registers), printer, drawer)
 

@@ -377,7 +377,9 @@ class Gateway:
             state = host.snapshot()
             ingest = self.ingests[reg_id]
             registers[reg_id] = {
-                "link": "up" if state.link_up else "down",
+                "link": "up" if state.link_up else (
+                    "checking" if state.last_poll_at is None and state.last_error is None
+                    else "down"),  # checking: not polled yet since the start
                 "last_error": state.last_error,
                 "last_stored": state.last_stored,
                 "open_day": (

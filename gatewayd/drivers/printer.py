@@ -381,6 +381,10 @@ class StatusTracker:
 
 # --- the monitor --------------------------------------------------------------------------
 
+CHECKING = "checking"  # the condition and drawer state before the first poll
+CHECKING_MESSAGE = "確認中です（起動直後）。"
+
+
 @dataclass(frozen=True, slots=True)
 class PrinterSnapshot:
     """The printer, drawer and slip queue as the status page and metrics see them."""
@@ -408,7 +412,7 @@ class PrinterSnapshot:
 
     def to_dict(self) -> dict[str, object]:
         status = self.status or SILENT
-        return {
+        data: dict[str, object] = {
             "device": self.device,
             "condition": self.condition.value,
             "online": status.online,
@@ -428,6 +432,12 @@ class PrinterSnapshot:
                       "last_printed_at": (self.last_printed_at.isoformat()
                                           if self.last_printed_at else None)},
         }
+        if self.last_poll is None:  # not polled yet since the start: 確認中, never a fault
+            data.update(condition=CHECKING, online=None, answered=None, cover_open=None,
+                        paper_near_end=None, paper_end=None, error=None,
+                        staff_message=CHECKING_MESSAGE,
+                        drawer={**self.drawer.to_dict(), "state": CHECKING})
+        return data
 
 
 class PrinterMonitor:
