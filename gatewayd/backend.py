@@ -134,7 +134,7 @@ class DaemonBackend:
                 Health.OK
                 if state.link_up
                 else (
-                    Health.UNKNOWN
+                    Health.CHECKING  # not polled yet since the start
                     if state.last_poll_at is None and state.last_error is None
                     else Health.ERROR
                 )
@@ -171,6 +171,7 @@ class DaemonBackend:
             configured=True,
             open=None if drawer_state not in ("open", "closed") else drawer_state == "open",
             detail="開いたままです" if snap.drawer.alerting else None,
+            checked=snap.last_poll is not None,
         )
         return Devices(tuple(registers), printer, drawer)
 
@@ -318,7 +319,7 @@ class DaemonBackend:
             action="テスト印字です。",
             close_no=0,
             made_at=datetime.now(),
-            status_url=self.gateway.web.url if self.gateway.web is not None else None,
+            status_url=self.gateway.slip_status_url(),
         )
         monitor = self.gateway.printer
         if monitor.queue is None:

@@ -17,6 +17,7 @@ only the store and the configuration are needed to run.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -33,12 +34,12 @@ from gatewayd.drivers.register_host import HostConfig, RegisterHost
 from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
-from gatewayd.slip import SlipContent, SlipStatus
+from gatewayd.slip import SlipContent, SlipStatus, held_slip_texts, status_page_url
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import SlipQueue
 from gatewayd.store.snapshot import write_snapshot
 from gatewayd.sync.service import SyncService
-from gatewayd.web.model import DayStatus
+from gatewayd.web.model import DayStatus, HeldCause
 
 logger = logging.getLogger("gatewayd.daemon")
 
@@ -177,6 +178,18 @@ class Gateway:
         notify.ready(f"{len(self.hosts)} register(s), state in {self.state_dir}")
         logger.info("gatewayd started: %d register(s)", len(self.hosts))
 
+    def slip_status_url(self) -> str | None:
+        """The slip's QR target: the settings first, else the page as a phone reaches it."""
+        from gatewayd.web.settings import web_from_settings
+
+        web = web_from_settings(self.settings)
+        slip_url = device_settings_from(self.settings)[2].status_url
+        if self.web is None:  # no page served here: only an address set by hand
+            return slip_url or web.public_url
+        return status_page_url(slip_url=slip_url, public_url=web.public_url,
+                               address=web.address, port=self.web.port,
+                               hostname=socket.gethostname())
+
     def _start_web(self) -> None:
         from dataclasses import replace
 
@@ -303,19 +316,16 @@ class Gateway:
             reason: str | None = None
             action: str | None = None
             if row.status == "held":
-                status, reason = SlipStatus.HELD, row.reason
-                action = "レジで再精算（再閉局）するか、設置担当者に連絡してください。"
+                status = SlipStatus.HELD
+                reason, action = held_slip_texts(HeldCause.DAY_CHECK.value)
             elif snapshot is not None:
                 summary = snapshot.day(notice.register_id, notice.business_date)
                 if summary is not None and summary.status is DayStatus.SYNCED:
                     status = SlipStatus.SENT
                 elif summary is not None and summary.status is DayStatus.HELD:
                     status = SlipStatus.HELD
-                    if summary.held is not None:
-                        reason = summary.held.detail
-                        from gatewayd.sync.status import FIX_JA
-
-                        action = FIX_JA.get(summary.held.cause)
+                    cause = summary.held.cause.value if summary.held is not None else None
+                    reason, action = held_slip_texts(cause)
             if status is None or status.value == notice.last_status:
                 continue
             printed = self._submit_slip(reg, row, notice.close_no, status, reason, action)
@@ -350,7 +360,7 @@ class Gateway:
             status=status,
             reason=reason,
             action=action,
-            status_url=self.web.url if self.web is not None else None,
+            status_url=self.slip_status_url(),
             close_no=close_no,
             made_at=datetime.now(),
         )
@@ -380,7 +390,9 @@ class Gateway:
             state = host.snapshot()
             ingest = self.ingests[reg_id]
             registers[reg_id] = {
-                "link": "up" if state.link_up else "down",
+                "link": "up" if state.link_up else (
+                    "checking" if state.last_poll_at is None and state.last_error is None
+                    else "down"),  # checking: not polled yet since the start
                 "last_error": state.last_error,
                 "last_stored": state.last_stored,
                 "open_day": (

@@ -172,3 +172,58 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StorageError, match="newer than this gatewayd"):
         JournalStore.in_state_dir(tmp_path)
+
+
+def test_state_dir_and_the_parents_we_make_are_private(tmp_path: Path) -> None:
+    """Outside systemd too: 0700 whatever the umask; directories that exist stay as they are."""
+    tmp_path.chmod(0o755)
+    state = tmp_path / "var" / "lib" / "gatewayd"
+    old = os.umask(0o022)
+    try:
+        JournalStore.in_state_dir(state).close()
+    finally:
+        os.umask(old)
+    for directory in (tmp_path / "var", tmp_path / "var" / "lib", state):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    assert tmp_path.stat().st_mode & 0o777 == 0o755
+
+
+def test_the_daemon_makes_its_state_dir_private(tmp_path: Path) -> None:
+    from gatewayd.config import load_settings
+    from gatewayd.daemon import Gateway
+
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text('state_dir = "run/state"\n[[registers]]\nstore_code = "0001"\n'
+                   'terminal_no = "01"\nport = "/dev/null"\n', encoding="utf-8")
+    old = os.umask(0o022)
+    try:
+        gateway = Gateway(load_settings(cfg), web=False)
+    finally:
+        os.umask(old)
+    try:
+        for directory in (tmp_path / "run", tmp_path / "run" / "state"):
+            assert directory.stat().st_mode & 0o777 == 0o700, directory
+    finally:
+        gateway.store.close()
+
+
+def test_linking_first_makes_the_state_dir_private(tmp_path: Path) -> None:
+    """``gatewayd link`` before the daemon ever ran: the sync side makes the directory."""
+    from gatewayd.config import load_settings
+    from gatewayd.sync.service import SyncService
+
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text('state_dir = "fresh/state"\n[[registers]]\nstore_code = "0001"\n'
+                   'terminal_no = "01"\nport = "/dev/null"\n[freee]\nclient_id = "x"\n'
+                   'client_secret = "y"\n', encoding="utf-8")
+    settings = load_settings(cfg)
+    old = os.umask(0o022)
+    try:
+        service = SyncService(settings, settings.state_dir, None)  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    try:
+        for directory in (tmp_path / "fresh", tmp_path / "fresh" / "state"):
+            assert directory.stat().st_mode & 0o777 == 0o700, directory
+    finally:
+        service.close()

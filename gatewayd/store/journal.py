@@ -163,12 +163,13 @@ def record_number(line: bytes) -> int | None:
 class JournalStore(StoreFile):
     """The SQLite journal of every register this box reads; safe to share between threads."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, MIGRATIONS)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        super().__init__(path, MIGRATIONS, read_only=read_only)
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> JournalStore:
-        return cls(state_dir / FILE_NAME)
+    def in_state_dir(cls, state_dir: Path, *, read_only: bool = False) -> JournalStore:
+        """``read_only``: for commands that only look; raises ``StoreMissing`` if absent."""
+        return cls(state_dir / FILE_NAME, read_only=read_only)
 
     # --- registers and raw records -------------------------------------------------------
 

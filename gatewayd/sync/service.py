@@ -43,6 +43,7 @@ from gatewayd.errors import (
     GatewayError,
 )
 from gatewayd.protocol.records import BusinessDay
+from gatewayd.store.db import make_private_dir
 from gatewayd.sync.delivery import CompanyPause, Deliverer, MasterService, StepCache, backoff
 from gatewayd.sync.freee_client import ApiCounters, FreeeClient, make_http
 from gatewayd.sync.freee_settings import FreeeSettings, freee_from_settings
@@ -154,7 +155,7 @@ class SyncService:
         self.clock = clock
         self.freee = freee if freee is not None else freee_from_settings(settings)
         self.mapping = mapping if mapping is not None else mapping_from_settings(settings)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(state_dir)  # 0700, as the stores make it
         self.counters = ApiCounters()
         self.http = make_http(self.freee, transport)
         self.tokens = TokenManager(

@@ -220,6 +220,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "health.warning": ("注意", "Attention"),
     "health.error": ("異常", "Error"),
     "health.unknown": ("不明", "Unknown"),
+    "health.checking": ("確認中", "Checking"),
     "health.not_configured": ("未設定", "Not configured"),
     "paper.ok": ("用紙あり", "Paper OK"),
     "paper.near_end": ("用紙残りわずか", "Paper low"),

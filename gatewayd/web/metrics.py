@@ -106,7 +106,8 @@ class BackendCollector(Collector):
             for h in Health:
                 if h is not Health.NOT_CONFIGURED:
                     health.add_metric([kind, ident, h.value], 1.0 if h is current else 0.0)
-            up.add_metric([kind, ident], 1.0 if current in (Health.OK, Health.WARNING) else 0.0)
+            if current is not Health.CHECKING:  # not polled yet: not known to work or not
+                up.add_metric([kind, ident], 1.0 if current in (Health.OK, Health.WARNING) else 0.0)
         yield health
         yield up
 

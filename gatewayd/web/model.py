@@ -135,7 +135,8 @@ class Health(StrEnum):
     OK = "ok"
     WARNING = "warning"  # works, but needs attention soon (paper near end, link flaky)
     ERROR = "error"  # does not work
-    UNKNOWN = "unknown"  # not checked yet
+    UNKNOWN = "unknown"  # checked, but the state cannot be known (drawer without a sensor)
+    CHECKING = "checking"  # not polled yet since the start (確認中): never a fault
     NOT_CONFIGURED = "not_configured"
 
 
@@ -172,7 +173,7 @@ class PrinterStatus:
         if not self.configured:
             return Health.NOT_CONFIGURED
         if self.online is None:
-            return Health.UNKNOWN
+            return Health.CHECKING
         if not self.online or self.cover_open or self.paper is PaperState.OUT:
             return Health.ERROR
         if self.paper is PaperState.NEAR_END:
@@ -185,15 +186,18 @@ class DrawerStatus:
     """The cash drawer (kicked through the printer)."""
 
     configured: bool
-    open: bool | None = None  # None: the sensor is not wired or not read yet
+    open: bool | None = None  # None: the sensor is not wired, or not read yet
     last_kick_at: datetime | None = None
     detail: str | None = None
+    checked: bool = True  # False until the printer (which reads the sensor) was polled
 
     @property
     def health(self) -> Health:
         if not self.configured:
             return Health.NOT_CONFIGURED
-        return Health.UNKNOWN if self.open is None else Health.OK
+        if self.open is None:
+            return Health.UNKNOWN if self.checked else Health.CHECKING
+        return Health.OK
 
 
 @dataclass(frozen=True, slots=True)
