@@ -36,7 +36,7 @@ def feed(ingest: RegisterIngest, lines: list[str], batch: int = 37) -> None:
     raw = [line.encode("cp932") for line in lines]
     start = ingest.last_stored_record()
     for i in range(start, len(raw), batch):
-        ingest.store_records(i + 1, raw[i : i + batch])
+        ingest.store_records(list(enumerate(raw[i : i + batch], start=i + 1)))
         ingest.process()
 
 
@@ -110,7 +110,7 @@ def test_crash_before_save_tells_again(tmp_path: Path) -> None:
 
     crashing = Crashing()
     ingest = RegisterIngest(store, REG, crashing)
-    ingest.store_records(1, [line.encode("cp932") for line in lines])
+    ingest.store_records(list(enumerate((line.encode("cp932") for line in lines), start=1)))
     with pytest.raises(KeyboardInterrupt):
         ingest.process()
     assert store.days("0001-01") == []
