@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any, Protocol
+from typing import Protocol
 
 from gatewayd.config import RegisterSettings
 from gatewayd.protocol.days import (
@@ -73,8 +73,10 @@ class StoredAssembler(JournalAssembler):
     records up to where it came have been read.
     """
 
-    def __init__(self, store: JournalStore, register_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, store: JournalStore, register_id: str, *, after_record_no: int,
+                 closed_dates: Iterable[date], known_closes: Iterable[Close]) -> None:
+        super().__init__(after_record_no=after_record_no, closed_dates=closed_dates,
+                         known_closes=known_closes)
         self._store = store
         self._register_id = register_id
         self._aside_id = 0  # the last aside taken in
