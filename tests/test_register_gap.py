@@ -5,6 +5,7 @@ last record (issue 11, section 2; register-link.md section 4)."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -13,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.cli import main
 from gatewayd.config import RegisterSettings
 from gatewayd.drivers.register_host import HostConfig, RegisterHost
 from gatewayd.ingest import RegisterIngest
-from gatewayd.protocol.days import analyze_journal
 from gatewayd.protocol.frames import record_number_field
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import generate_journal, skip_number
-from gatewayd.sim.register import RegisterSimulator
+from gatewayd.sim.register import RegisterSimulator, write_journal_file
 from gatewayd.store.journal import JournalStore
 
 REG = RegisterSettings(store_code="0001", terminal_no="01", port="pty")
@@ -96,10 +97,15 @@ def opens(lines: list[str]) -> list[int]:
     return [i for i, line in enumerate(lines) if line.split("\t")[1] == "O"]
 
 
-def decode_reasons(lines: list[str]) -> dict[date | None, str | None]:
-    """What ``gatewayd decode`` says of the same journal file, day by day."""
-    analysis = analyze_journal([line.encode("cp932") for line in lines])
-    return {d.business_date: d.reason for d in analysis.days}
+def decode_reasons(lines: list[str], tmp_path: Path,
+                   capsys: pytest.CaptureFixture[str]) -> dict[date, str | None]:
+    """What ``gatewayd decode FILE`` says of the register's journal file, day by day."""
+    path = tmp_path / "journal.txt"
+    write_journal_file(path, lines)
+    capsys.readouterr()
+    main(["decode", str(path)])
+    days = json.loads(capsys.readouterr().out)["days"]
+    return {date.fromisoformat(d["business_date"]): d["reason"] for d in days}
 
 
 def assert_register_side(link: Link) -> None:
@@ -118,7 +124,8 @@ def assert_register_side(link: Link) -> None:
         assert int(str(event[1])) - 1 in numbers, event
 
 
-def test_gap_inside_a_day_holds_that_day_by_check_1(tmp_path: Path, links: list[Link]) -> None:
+def test_gap_inside_a_day_holds_that_day_by_check_1(
+        tmp_path: Path, links: list[Link], capsys: pytest.CaptureFixture[str]) -> None:
     base = journal_of()
     day2 = opens(base)[1]
     index = day2 + 20  # a record inside the second day
@@ -137,11 +144,12 @@ def test_gap_inside_a_day_holds_that_day_by_check_1(tmp_path: Path, links: list[
     assert days[DAYS[1]].status == "held" and days[DAYS[1]].reason == reason
     assert days[DAYS[0]].status == days[DAYS[2]].status == "accepted"
     # the same words as the day checks give for the register's journal file
-    assert decode_reasons(journal) == {DAYS[0]: None, DAYS[1]: reason, DAYS[2]: None}
+    assert decode_reasons(journal, tmp_path, capsys) == {DAYS[0]: None, DAYS[1]: reason,
+                                                         DAYS[2]: None}
 
 
-def test_gap_just_before_an_open_holds_the_day_after_it(tmp_path: Path,
-                                                        links: list[Link]) -> None:
+def test_gap_just_before_an_open_holds_the_day_after_it(
+        tmp_path: Path, links: list[Link], capsys: pytest.CaptureFixture[str]) -> None:
     base = journal_of()
     o3 = opens(base)[2]
     missing = int(base[o3].split("\t")[0])
@@ -154,7 +162,8 @@ def test_gap_just_before_an_open_holds_the_day_after_it(tmp_path: Path,
     reason = f"check 1: record {missing} is missing (records {missing - 1}, {missing + 1})"
     assert link.listener.held == [(DAYS[2], reason)]
     assert link.listener.accepted == [DAYS[0], DAYS[1]]
-    assert decode_reasons(journal) == {DAYS[0]: None, DAYS[1]: None, DAYS[2]: reason}
+    assert decode_reasons(journal, tmp_path, capsys) == {DAYS[0]: None, DAYS[1]: None,
+                                                         DAYS[2]: reason}
     held = link.store.day(REG.register_id, DAYS[2])
     assert held is not None and held.first_record_no == missing + 1
 
