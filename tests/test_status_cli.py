@@ -51,7 +51,7 @@ def test_status_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     lines[z] = "\t".join(fields)
     store = JournalStore.in_state_dir(settings.state_dir)
     ingest = RegisterIngest(store, settings.registers[0], Quiet())  # type: ignore[arg-type]
-    ingest.store_records(1, [line.encode("cp932") for line in lines])
+    ingest.store_records(list(enumerate((line.encode("cp932") for line in lines), start=1)))
     ingest.process()
     store.close()
 
