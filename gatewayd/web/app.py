@@ -170,8 +170,8 @@ class GuardMiddleware:
     middleware), so their 413 and 500 answers get the same headers and Host check.
     The Host check stops DNS-rebinding pages from talking to the box under a name of their
     own; IP literals, localhost, the box's host name and the configured names are accepted.
-    With TLS on the port (``redirect_http``), a plain-HTTP request from beyond loopback is
-    sent to the same URL over https.
+    With TLS on the port (``redirect_http``), every plain-HTTP request is sent to the same
+    URL over https (308), loopback included: plain HTTP carries nothing but that redirect.
     """
 
     def __init__(
@@ -223,9 +223,7 @@ class GuardMiddleware:
             response = Response("invalid Host header\n", status_code=400, media_type="text/plain")
             await response(scope, receive, send_with_headers)
             return
-        client = scope.get("client")
-        peer = client_address(client[0]) if client else ""
-        if self.redirect_http and scope.get("scheme") == "http" and not is_loopback(peer):
+        if self.redirect_http and scope.get("scheme") == "http":
             query = scope.get("query_string", b"").decode("latin-1")
             target = f"https://{host.strip()}{quote(path)}" + (f"?{query}" if query else "")
             response = RedirectResponse(target, status_code=308)

@@ -134,7 +134,7 @@ class WebServer:
         self.password_file = password_path(state_dir)
         self.certificate: Certificate | None = None
         if settings.serves_tls:
-            self.certificate = self._certificate()
+            self.certificate = self.certificate_for(settings, state_dir)
         self.page: StatusPage = create_app(
             settings,
             backend,
@@ -158,13 +158,14 @@ class WebServer:
             return self.settings.port
         return int(self._sock.getsockname()[1])
 
-    def _certificate(self) -> Certificate:
-        s = self.settings
+    @staticmethod
+    def certificate_for(s: WebSettings, state_dir: Path) -> Certificate:
+        """The configured certificate, or the box's own (made or remade when needed)."""
         if s.tls_cert is not None and s.tls_key is not None:
             return load_certificate(Path(s.tls_cert), Path(s.tls_key))
         addresses = [] if s.address in ("0.0.0.0", "::") else [s.address]
         cert = ensure_certificate(
-            self.state_dir, names=[*box_names(), *s.hostnames], addresses=addresses
+            state_dir, names=[*box_names(), *s.hostnames], addresses=addresses
         )
         if cert.created:
             log.info("status page: new TLS certificate, SHA-256 %s", cert.fingerprint)

@@ -91,9 +91,12 @@ def is_loopback(address: str) -> bool:
     if address == "localhost":
         return True
     try:
-        return ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback  # "::ffff:127.0.0.1": an IPv4 client on "::"
+    return ip.is_loopback
 
 
 def _address(reader: TableReader) -> str:
