@@ -270,8 +270,9 @@ def test_lock_file_pins_every_dependency_with_hashes() -> None:
 
     lock = (REPO / "requirements.lock").read_text()
     assert "uv" in lock.splitlines()[0]  # made by the standard tool, not by hand
-    entries = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)(?: ;[^\\\n]*)?((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})+)",
-                         lock, flags=re.M)
+    entry = (r"^([A-Za-z0-9_.-]+)==(\S+)(?: ;[^\\\n]*)?"
+             r"((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})+)")
+    entries = re.findall(entry, lock, flags=re.M)
     pinned = {name.lower().replace("_", "-") for name, _, _ in entries}
     requirement_lines = [ln for ln in lock.splitlines() if re.match(r"^[A-Za-z0-9]", ln)]
     assert len(entries) == len(requirement_lines), "a requirement without hashes"
