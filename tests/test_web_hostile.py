@@ -20,7 +20,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +109,8 @@ def slow_clients(port: int, count: int) -> list[socket.socket]:
     """``count`` half-sent requests; those the server refuses at once are left out."""
     socks = []
     for _ in range(count):
-        try:
+        with suppress(OSError):
             socks.append(drip_socket(port))
-        except OSError:
-            pass
     return socks
 
 
@@ -421,9 +419,11 @@ def test_setup_slip_prints_the_certificate_fingerprint(tmp_path: Path) -> None:
 def test_an_ipv4_client_on_a_dual_stack_socket_is_loopback(tmp_path: Path) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
-    with hostile_server(tmp_path, address="::ffff:127.0.0.1", tls="off") as srv:
-        with httpx.Client(base_url=f"http://127.0.0.1:{srv.port}") as c:
-            assert c.get("/metrics").status_code == 200  # loopback needs no token
+    with (
+        hostile_server(tmp_path, address="::ffff:127.0.0.1", tls="off") as srv,
+        httpx.Client(base_url=f"http://127.0.0.1:{srv.port}") as c,
+    ):
+        assert c.get("/metrics").status_code == 200  # loopback needs no token
 
 
 def test_ipv6_clients_are_limited_by_their_64() -> None:
@@ -456,23 +456,22 @@ def test_an_attacker_on_the_lan_cannot_lock_staff_out(tmp_path: Path) -> None:
 
 
 def test_anonymous_login_pages_store_nothing(tmp_path: Path) -> None:
-    with hostile_server(tmp_path) as srv:
-        with httpx.Client(base_url=srv.url) as staff:
-            form = staff.get("/login")
-            def anonymous(_: int) -> list[int]:
-                codes = []
-                with httpx.Client(base_url=srv.url) as c:
-                    for _ in range(32):
-                        c.cookies.clear()  # a new visitor each time
-                        codes.append(c.get("/login").status_code)
-                return codes
+    with hostile_server(tmp_path) as srv, httpx.Client(base_url=srv.url) as staff:
+        form = staff.get("/login")
+        def anonymous(_: int) -> list[int]:
+            codes = []
+            with httpx.Client(base_url=srv.url) as c:
+                for _ in range(32):
+                    c.cookies.clear()  # a new visitor each time
+                    codes.append(c.get("/login").status_code)
+            return codes
 
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                codes = [code for batch in pool.map(anonymous, range(8)) for code in batch]
-            assert codes.count(200) == 256  # more than the 200 sessions the store keeps
-            assert len(srv.page.sessions) == 0
-            resp = staff.post("/login", data={"csrf": csrf_of(form.text), "password": PASSWORD})
-            assert resp.status_code == 303
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            codes = [code for batch in pool.map(anonymous, range(8)) for code in batch]
+        assert codes.count(200) == 256  # more than the 200 sessions the store keeps
+        assert len(srv.page.sessions) == 0
+        resp = staff.post("/login", data={"csrf": csrf_of(form.text), "password": PASSWORD})
+        assert resp.status_code == 303
 
 
 def test_a_login_token_of_another_browser_is_refused(tmp_path: Path) -> None:
