@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import socket
 import ssl
 import subprocess
@@ -540,3 +541,12 @@ def test_stop_closes_every_held_connection(tmp_path: Path) -> None:
         for s in socks:
             with closing(s):
                 pass
+
+
+def test_unit_gives_the_page_room_and_bounds_memory() -> None:
+    """LimitNOFILE= above the page's connection cap with room for the books; memory capped."""
+    unit = (REPO / "systemd/gatewayd.service").read_text()
+    values = dict(re.findall(r"^(LimitNOFILE|MemoryHigh|MemoryMax)=(\S+)$", unit, re.M))
+    assert int(values["LimitNOFILE"]) >= ConnectionLimits().max_connections + 1024
+    high, top = (int(values[k].rstrip("M")) for k in ("MemoryHigh", "MemoryMax"))
+    assert 64 * 2 < high < top  # above idle + one argon2 check, below the hard limit
