@@ -249,7 +249,11 @@ step_files() {
 
 step_import_boot() {
     # A configuration dropped on the boot partition: import it now rather than at next boot.
+    # The state directory first: the slip's certificate fingerprint is made there.
     local boot
+    if [ -f "$(P /boot/firmware/gatewayd.toml)" ] || [ -f "$(P /boot/gatewayd.toml)" ]; then
+        ensure_dir /var/lib/gatewayd 700 "$SERVICE_USER"
+    fi
     for boot in /boot/firmware /boot; do
         boot="$(P "$boot")"
         if [ -f "$boot/gatewayd.toml" ] || [ -f "$boot/gatewayd-freee.txt" ]; then

@@ -51,15 +51,16 @@ def print_setup_slip(slip: SetupSlip, settings: Settings | None) -> None:
     lines = list(slip.lines)
     if slip.error:
         lines.append(slip.error)
-    lines += fingerprint_lines(settings)
-    body = render_notice(slip.title, lines, urls=slip.page_urls, columns=printer.columns,
-                         qr_size=slip_settings.qr_size)
     driver = PrinterDriver(printer)
     try:
         status = driver.poll()
         if not status.can_print:
             raise PrinterUnavailable(f"printer not ready: {status.describe()}",
                                      staff_message=status.staff_message)
+        # only on a box with its printer: never makes a key while building an image
+        lines += fingerprint_lines(settings)
+        body = render_notice(slip.title, lines, urls=slip.page_urls, columns=printer.columns,
+                             qr_size=slip_settings.qr_size)
         driver.write(body)
     finally:
         driver.close()
