@@ -19,6 +19,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "nav.back": ("状況の画面へ戻る", "Back to the overview"),
     "page.updated": ("{time} 時点", "As of {time}"),
     "page.version": ("gatewayd {version}", "gatewayd {version}"),
+    "page.tls_fingerprint": ("証明書 SHA-256", "Certificate SHA-256"),
     # login
     "login.title": ("ログイン", "Log in"),
     "login.password": ("パスワード", "Password"),
@@ -32,6 +33,10 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
         "パスワードがまだ設定されていません。ゲートウェイで「sudo gatewayd passwd」を実行して"
         "設定してください（設置担当者の作業です）。",
         "No password is set yet. Run “sudo gatewayd passwd” on the gateway (installer task).",
+    ),
+    "login.busy": (
+        "ログインが混み合っています。数秒後にもう一度お試しください。",
+        "Logins are busy. Try again in a few seconds.",
     ),
     "login.expired": (
         "画面の有効期限が切れました。もう一度ログインしてください。",
