@@ -19,6 +19,7 @@ from gatewayd.web.model import (
     GatewayBackend,
     Health,
     LinkState,
+    MetricsSnapshot,
     PaperState,
     PostingState,
 )
@@ -127,12 +128,77 @@ class BackendCollector(Collector):
             link_errors.add_metric([register_id], count)
         yield link_errors
 
+        yield from _fleet_metrics(snap)
+
         freee_errors = CounterMetricFamily(
             "gatewayd_freee_errors", "freee errors since start, by kind", labels=["kind"]
         )
         for kind_name, count in sorted(snap.freee_errors.items()):
             freee_errors.add_metric([kind_name], count)
         yield freee_errors
+
+
+def _fleet_metrics(snap: MetricsSnapshot) -> Iterator[Metric]:
+    """What a chain's dashboard and alert rules read (contrib/, docs/fleet.md)."""
+    status = GaugeMetricFamily(
+        "gatewayd_register_day_status",
+        "Each register's current business day: its status (1 = current)",
+        labels=["register", "business_date", "status"],
+    )
+    gross = GaugeMetricFamily(
+        "gatewayd_register_day_gross_yen",
+        "The register's gross of its current day (Z gross_total), yen",
+        labels=["register"],
+    )
+    in_freee = GaugeMetricFamily(
+        "gatewayd_register_day_freee_yen",
+        "The sales of the register's current day as freee holds them, yen",
+        labels=["register"],
+    )
+    for day in snap.today:
+        for s in DayStatus:
+            status.add_metric(
+                [day.register_id, day.business_date.isoformat(), s.value],
+                1.0 if day.status is s else 0.0,
+            )
+        if day.register_total is not None:
+            gross.add_metric([day.register_id], day.register_total)
+        if day.freee_total is not None:
+            in_freee.add_metric([day.register_id], day.freee_total)
+    yield status
+    yield gross
+    yield in_freee
+    oldest = _ts(snap.oldest_unsynced_close_at)
+    if oldest is not None:
+        yield GaugeMetricFamily(
+            "gatewayd_oldest_unsynced_close_timestamp_seconds",
+            "Close time of the oldest closed day not yet all in freee (Unix time)",
+            value=oldest,
+        )
+    if snap.devices.drawer.configured and snap.devices.drawer.open is not None:
+        yield GaugeMetricFamily(
+            "gatewayd_drawer_open",
+            "1 while the cash drawer is open",
+            value=1.0 if snap.devices.drawer.open else 0.0,
+        )
+    if snap.disk_free_bytes is not None and snap.disk_size_bytes is not None:
+        yield GaugeMetricFamily(
+            "gatewayd_state_disk_free_bytes",
+            "Free bytes on the state directory's file system (for unprivileged users)",
+            value=snap.disk_free_bytes,
+        )
+        yield GaugeMetricFamily(
+            "gatewayd_state_disk_size_bytes",
+            "Size of the state directory's file system",
+            value=snap.disk_size_bytes,
+        )
+    clock = _ts(snap.clock)
+    if clock is not None:
+        yield GaugeMetricFamily(
+            "gatewayd_time_seconds",
+            "The box's own clock at the scrape (Unix time): compare with the scrape's time",
+            value=clock,
+        )
 
 
 def render_metrics(backend: GatewayBackend) -> bytes:
