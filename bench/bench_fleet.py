@@ -53,7 +53,7 @@ from gatewayd.protocol.days import analyze_journal  # noqa: E402
 from gatewayd.protocol.records import BusinessDay  # noqa: E402
 from gatewayd.sim.freee import MAIN_COMPANY_ID  # noqa: E402
 from gatewayd.sim.freee.config import Clock  # noqa: E402
-from gatewayd.sim.freee.server import EmulatorServer  # noqa: E402
+from gatewayd.sim.freee.server import ControlClient, EmulatorServer  # noqa: E402
 from gatewayd.sim.journal_gen import GeneratorOptions, generate_journal  # noqa: E402
 from gatewayd.sync.freee_settings import FreeeSettings  # noqa: E402
 from gatewayd.sync.outbox import PostingState  # noqa: E402
@@ -286,9 +286,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n, day in enumerate((FIRST_DAY, FIRST_DAY + timedelta(days=1))):
                 result = evening(stores, day, args, sim, transport, args.seed * 100 + n)
                 results.append((day, result))
-            quota = freee.control.quota()
-            deals = freee.control.deals(MAIN_COMPANY_ID)
-            transfers = freee.control.transfers(MAIN_COMPANY_ID)
+                last = result["last_done"]
+                print(f"evening {day}: {sum(result['endpoints'].values())} calls that count, "
+                      f"{result['statuses']}, last done "
+                      f"{(last - result['last_close']).total_seconds() / 60:.1f} min after the "
+                      f"last close", flush=True)
+            control = ControlClient(freee.base_url, timeout=600.0)  # large listings, busy host
+            quota = control.quota()
+            deals = control.deals(MAIN_COMPANY_ID)
+            transfers = control.transfers(MAIN_COMPANY_ID)
+            control.close()
     finally:
         for store in stores:
             store.service.close()
