@@ -227,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where the boxes' state goes (default: a tmpfs under /dev/shm)")
     args = parser.parse_args(argv)
 
-    sim = SimClock(jst_evening(FIRST_DAY - timedelta(days=1)) - timedelta(hours=10))
+    per_day = max(args.links_per_day, 1)
+    link_days = -(-args.stores // per_day)
+    sim = SimClock(jst_evening(FIRST_DAY - timedelta(days=link_days)) - timedelta(hours=10))
     base = args.state or (Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     # freee names its reset times in its own clock: here the simulated one, so the client
     # reads them against the simulated clock too (on a box both are the wall clock)
@@ -268,8 +270,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for day in store_days(i, args.seed, args.receipts, args.movements == "realistic"):
                     store.days[day.business_date] = day
                 stores.append(store)
-            per_day = max(args.links_per_day, 1)
-            link_days = -(-len(stores) // per_day)
             for n, store in enumerate(stores):
                 batch, k = divmod(n, per_day)
                 if k == 0:  # 11:30 JST, link_days - batch days before the first evening
