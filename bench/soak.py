@@ -245,6 +245,7 @@ retry_max = 3.0
 rate_limit_pause = 2.0
 recheck_interval = 2.0
 lookup_delay = 0.5
+send_spread = 0.0
 
 [web]
 address = "127.0.0.1"

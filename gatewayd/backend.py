@@ -8,6 +8,7 @@ page's actions into calls on those parts. No I/O of its own.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
@@ -261,6 +262,23 @@ class DaemonBackend:
         if snap is not None:
             for err in snap.errors:
                 freee_errors[err.source.value] = freee_errors.get(err.source.value, 0) + 1
+        today = tuple(
+            self._today(reg.register_id, self._summaries(reg.register_id, snap))[0]
+            for reg in self.gateway.settings.registers
+        )
+        unsynced = [
+            d.closed_at
+            for d in overview_days
+            if d.status in (DayStatus.SENDING, DayStatus.HELD) and d.closed_at is not None
+        ]
+        try:
+            fs = os.statvfs(self.gateway.state_dir)
+            disk: tuple[int | None, int | None] = (
+                fs.f_bavail * fs.f_frsize,
+                fs.f_blocks * fs.f_frsize,
+            )
+        except OSError:
+            disk = (None, None)
         return MetricsSnapshot(
             days_by_status=by_status,
             postings_by_state=postings,
@@ -270,6 +288,11 @@ class DaemonBackend:
             next_attempt_at=snap.queue.next_attempt_at if snap is not None else None,
             register_link_errors=link_errors,
             freee_errors=freee_errors,
+            today=today,
+            oldest_unsynced_close_at=min(unsynced) if unsynced else None,
+            disk_free_bytes=disk[0],
+            disk_size_bytes=disk[1],
+            clock=datetime.now(UTC),
         )
 
     # --- actions -------------------------------------------------------------------------

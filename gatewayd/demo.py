@@ -109,6 +109,7 @@ api_base_url = "{freee_url}"
 auth_base_url = "{freee_url}"
 client_id = "gatewayd-demo"
 client_secret = "gatewayd-demo-secret"
+send_spread = 0.0          # one box: no spread of the sends after a close
 
 [printer]
 device = "{printer}"

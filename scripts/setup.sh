@@ -12,6 +12,7 @@ dpkg -s libsystemd-dev >/dev/null 2>&1 || need_apt+=(libsystemd-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)  # scripts/test.sh's dates step
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool: tests of contrib/prometheus
 if [ "${GATEWAYD_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   dpkg -s fonts-ipafont-gothic >/dev/null 2>&1 || need_apt+=(fonts-ipafont-gothic)

@@ -395,9 +395,16 @@ class Resyncer:
         log.warning("re-sync %s %s held: %s", register_id, plan.business_date, reason)
 
     def replace_unsent(
-        self, register_id: str, plan: DayPlan, settings_hash: str | None, now: datetime
+        self,
+        register_id: str,
+        plan: DayPlan,
+        settings_hash: str | None,
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
     ) -> None:
-        """Queue a day none of whose postings reached freee: its rows become the plan's."""
+        """Queue a day none of whose postings reached freee: its rows become the plan's.
+        ``not_before``: the day is checked and sent from then on (the spread after a close)."""
         with self.outbox.tx() as conn:
             self.outbox.upsert_plan(
                 conn,
@@ -406,6 +413,7 @@ class Resyncer:
                 settings_hash,
                 now,
                 gate=Gate.CHECK,
+                recheck_at=not_before,
             )
             wanted = {p.ref_number for p in plan.postings}
             for row in self.outbox.postings_of(register_id, plan.business_date):

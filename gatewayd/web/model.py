@@ -377,6 +377,12 @@ class MetricsSnapshot:
     next_attempt_at: datetime | None = None
     register_link_errors: Mapping[str, int] = field(default_factory=dict)  # register_id → total
     freee_errors: Mapping[str, int] = field(default_factory=dict)  # error class name → total
+    # a fleet's dashboard and alerts (contrib/, docs/fleet.md)
+    today: tuple[DaySummary, ...] = ()  # per register: the current day (open, or last closed)
+    oldest_unsynced_close_at: datetime | None = None  # a closed day not yet all in freee
+    disk_free_bytes: int | None = None  # the state directory's file system
+    disk_size_bytes: int | None = None
+    clock: datetime | None = None  # the box's own clock when the snapshot was taken
 
 
 class GatewayBackend(Protocol):

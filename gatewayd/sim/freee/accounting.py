@@ -7,7 +7,10 @@ problem found, as freee lists several validation messages at once.
 Rules (issue 3; notes/freee-api.md §2-3): unknown ids; a tax code not available or not valid
 on the date; an issue date outside every fiscal year, in a closed year, or on or before its
 month_end_date; more than 100 lines; a 現金・預金 account on a line of an unsettled deal or of
-a taxed line; payments over the deal amount.
+a taxed line; payments over the deal amount. A line with a negative amount is a 控除・マイナス行
+(schema: "マイナスの値を指定した場合、控除・マイナス行として登録されます"), on income and expense
+deals alike: it lowers the deal amount and keeps the deal's entry_side; a computed vat has the
+amount's sign.
 """
 
 from __future__ import annotations
