@@ -45,6 +45,7 @@ from gatewayd.sync.freee_views import (
 from gatewayd.sync.masters import MasterCache, Masters, MissingName
 from gatewayd.sync.outbox import Action, Gate, HoldKind, Outbox, PostingRow, PostingState
 from gatewayd.sync.plan import Posting, PostingKind
+from gatewayd.sync.refs import carries_ref
 from gatewayd.sync.tokens import TokenManager
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ class Deliverer:
         key = (day, deal_type)
         if key not in cache.deals:
             cache.deals[key] = self.client.list_deals(company, day, deal_type)
-        hits = [d for d in cache.deals[key] if d.get("ref_number") == posting.ref_number]
+        hits = [d for d in cache.deals[key] if carries_ref(d, posting.ref_number)]
         if not hits:
             return LookupResult()
         if len(hits) > 1:
