@@ -27,7 +27,6 @@ from gatewayd.sync.freee_settings import freee_from_settings
 from gatewayd.sync.mapping_settings import mapping_from_settings
 from gatewayd.sync.tokens import TokenManager, utcnow
 
-
 JST = timezone(timedelta(hours=9), "JST")  # freee's day
 
 
