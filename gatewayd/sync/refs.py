@@ -5,7 +5,7 @@ The exactly-once key of a posting is its full ref_number
 ~44 characters. freee documents no limit for a deal's 管理番号, only 20 characters for manual
 journals (issue 15). With ``[freee] ref_number_form = "short"`` the deal carries instead
 
-    P{register digest: 4}{YYMMDD}-{suffix: ≤ 8}        e.g. PK7QD250110-SCA  (≤ 20)
+    P{register digest: 4}{YYMMDD}-{suffix: ≤ 8}        e.g. PLTR3250110-SCA  (≤ 20)
 
 and the full key is appended to the first line's 備考 (description), so the short form's
 rare collisions (two registers with the same digest) are told apart. The look-up accepts a
