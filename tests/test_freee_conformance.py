@@ -190,3 +190,35 @@ def test_sigterm_deletes_the_probes_before_exiting(harness: Harness, tmp_path: P
     assert _probes_left(harness) == []
     assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["meta"][
         "complete"] is False
+
+
+def test_calls_are_paced_and_secrets_removed() -> None:
+    moments = iter([0.0, 0.0, 0.3, 1.0, 5.0, 5.0])
+    slept: list[float] = []
+
+    class Tokens:
+        def access_token(self) -> str:
+            return "access-token-123456"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ok": True, "access_token": "x",
+                                         "echo": request.headers["authorization"]})
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    recorder = Recorder()
+    api = ProbeApi(_settings(), Tokens(), http, recorder,  # type: ignore[arg-type]
+                   pace=1.0, sleep=slept.append, monotonic=lambda: next(moments))
+    for _ in range(3):
+        assert api.call("fact", "GET", "/api/1/companies").ok
+    # the first call goes at once; the second waits the rest of the second; the third
+    # comes 4 s later and does not wait
+    assert slept == [pytest.approx(0.7)]
+    assert api.calls == 3
+    text = json.dumps(recorder.document({"note": "access-token-123456 x"}, []))
+    assert "access-token-123456" not in text and '"access_token": "[removed]"' in text
+
+
+def _settings() -> Any:
+    from gatewayd.sync.freee_settings import FreeeSettings
+
+    return FreeeSettings(api_base_url="http://127.0.0.1:9", client_id="id")
