@@ -222,3 +222,16 @@ def _settings() -> Any:
     from gatewayd.sync.freee_settings import FreeeSettings
 
     return FreeeSettings(api_base_url="http://127.0.0.1:9", client_id="id")
+
+
+def test_an_authorize_redirect_is_recorded_without_its_code() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"location": "http://127.0.0.1:1/cb?code=SECRET1234"
+                                                        "&state=s"})
+
+    recorder = Recorder()
+    api = ProbeApi(_settings(), None, httpx.Client(transport=httpx.MockTransport(handler)),  # type: ignore[arg-type]
+                   recorder, pace=0.0)
+    answer = api.get_page("oauth", "http://127.0.0.1:1/public_api/authorize", {"a": "b"})
+    assert answer.status == 302 and "SECRET1234" in answer.headers["location"]
+    assert "SECRET1234" not in json.dumps(recorder.document({}, []))

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -240,7 +241,11 @@ class ProbeApi:
             answer = Answer(0, None, error=str(error_from_transport(exc, f"GET {url}")))
         else:
             answer = Answer(resp.status_code, None, self._headers(resp))
-        self._record(fact, "GET", url, params, None, answer)
+        kept = dict(answer.headers)
+        if "location" in kept:
+            kept["location"] = _without_secrets(kept["location"])
+        self._record(fact, "GET", url, params, None,
+                     Answer(answer.status, None, kept, answer.error))
         return answer
 
     def _headers(self, resp: httpx.Response) -> dict[str, str]:
@@ -279,6 +284,14 @@ class ProbeApi:
                              "body": answer.body, "error": answer.error},
             }
         )
+
+
+def _without_secrets(url: str) -> str:
+    """A redirect URL with its OAuth code (and any other secret parameter) removed."""
+    parts = urlsplit(url)
+    query = [(k, REMOVED if k.lower() in SECRET_KEYS else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="[]")))
 
 
 # -- journal of dates -------------------------------------------------------------------------
