@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: ./freee-conformance-<time>.json)")
     parser.add_argument("--pace", type=float, default=1.0, metavar="SECONDS",
                         help="at least this long between two API calls (default 1)")
-    parser.add_argument("--date", type=_date, default=None, dest="probe_date",
+    parser.add_argument("--date", type=_date, default=None, dest="probe_date", metavar="YYYY-MM-DD",
                         help="today's date for choosing the probes' date (default: today in "
                              "Japan); probes go on it when it may be booked")
 
