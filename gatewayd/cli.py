@@ -31,6 +31,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("link",): ("gatewayd.link_cli", "link the box to a freee会計 company (OAuth, PKCE)"),
     ("unlink",): ("gatewayd.link_cli", "revoke and delete the freee link"),
     ("resend",): ("gatewayd.resend_cli", "re-sync a day or a range of days with freee"),
+    ("freee", "conformance"): (
+        "gatewayd.conformance_cli",
+        "settle the freee facts against a freee test company (probe deals, table, JSON)",
+    ),
     ("passwd",): ("gatewayd.passwd_cli", "set the status page password (argon2 hash, mode 0600)"),
 }
 

@@ -60,6 +60,7 @@ from gatewayd.sync.outbox import (
     PostingState,
 )
 from gatewayd.sync.plan import Posting, PostingKind
+from gatewayd.sync.refs import carries_ref
 from gatewayd.sync.tokens import Clock, TokenManager, utcnow
 
 log = logging.getLogger(__name__)
@@ -348,7 +349,7 @@ class Deliverer:
             at = self.clock()
             cache.deals[key] = self.client.list_deals(company, day, deal_type)
             cache.read_at[key] = at
-        hits = [d for d in cache.deals[key] if d.get("ref_number") == posting.ref_number]
+        hits = [d for d in cache.deals[key] if carries_ref(d, posting.ref_number)]
         if not hits:
             return LookupResult()
         if len(hits) > 1:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gatewayd.config import Settings
 from gatewayd.errors import ConfigError
 from gatewayd.settings_reader import TableReader
+from gatewayd.sync.refs import FORMS as REF_FORMS
 from gatewayd.sync.spread import DEFAULT_SEND_SPREAD
 
 CREDENTIAL_NAME = "freee-client-secret"
@@ -47,6 +48,7 @@ class FreeeSettings:
     retry_max: float = 1800.0  # cap of the outbox's next-attempt backoff
     lookup_delay: float = 60.0  # after a send without answer, wait before looking it up
     send_spread: float = DEFAULT_SEND_SPREAD  # a closed day waits a part of this (spread.py)
+    ref_number_form: str = "full"  # full | short (≤ 20 characters; refs.py, issue 15)
 
     @property
     def authorize_url(self) -> str:
@@ -149,6 +151,7 @@ def parse_freee(reader: TableReader) -> FreeeSettings:
         send_spread=reader.float(
             "send_spread", DEFAULT_SEND_SPREAD, minimum=0.0, maximum=900.0
         ),
+        ref_number_form=reader.str("ref_number_form", "full", choices=REF_FORMS),
     )
     if settings.client_secret is not None and settings.client_secret_file is not None:
         raise ConfigError(

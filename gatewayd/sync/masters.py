@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.sync.plan import Posting, PostingKind
+from gatewayd.sync.refs import FULL, with_form
 from gatewayd.sync.tokens import write_private_file
 
 MASTERS_FILE = "freee-masters.json"
@@ -103,6 +104,7 @@ class Masters:
         fetched_at: datetime,
         items_fetched_at: datetime | None = None,
     ) -> None:
+        self.ref_form = FULL  # the ref_number form sent (refs.py); set by MasterCache
         self.raw_company = dict(company)
         self.raw_taxes = list(taxes)
         self.fetched_at = fetched_at  # the last full read (company details and taxes)
@@ -227,7 +229,9 @@ class Masters:
             body = self._transfer_body(posting, company_id, missing)
         else:
             body = self._deal_body(posting, company_id, missing)
-        return (None, missing) if missing else (body, [])
+        if missing:
+            return None, missing
+        return with_form(body, posting.ref_number, self.ref_form), []
 
     def _deal_body(self, p: Posting, company_id: int, missing: list[MissingName]) -> dict[str, Any]:
         assert p.type is not None
@@ -306,8 +310,9 @@ class Masters:
 class MasterCache:
     """``freee-masters.json``: the last answers, and when they were fetched."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, ref_form: str = FULL) -> None:
         self.path = state_dir / MASTERS_FILE
+        self.ref_form = ref_form
         self._masters: Masters | None = None
         self._loaded = False
 
@@ -323,6 +328,7 @@ class MasterCache:
                     datetime.fromisoformat(data["fetched_at"]),
                     None if items_at is None else datetime.fromisoformat(items_at),
                 )
+                self._masters.ref_form = self.ref_form
             except (OSError, ValueError, KeyError, TypeError):
                 self._masters = None
         m = self._masters
@@ -338,6 +344,7 @@ class MasterCache:
         items_fetched_at: datetime | None = None,
     ) -> Masters:
         masters = Masters(company, taxes, fetched_at, items_fetched_at)
+        masters.ref_form = self.ref_form
         payload = {
             "fetched_at": fetched_at.isoformat(),
             "items_fetched_at": masters.items_fetched_at.isoformat(),

@@ -49,6 +49,7 @@ from gatewayd.sync.outbox import (
     dumps,
 )
 from gatewayd.sync.plan import DayPlan, Posting, PostingKind
+from gatewayd.sync.refs import as_form, carries_ref, form_of
 
 log = logging.getLogger(__name__)
 
@@ -286,13 +287,17 @@ class Resyncer:
                         else []
                     )
                 else:
-                    hits = [d for d in deals if d.get("ref_number") == p.ref_number]
+                    hits = [d for d in deals if carries_ref(d, p.ref_number)]
                 if not hits:
                     decisions.append(_Decision(p.ref_number, "post", p, row))
                 elif (
                     len(hits) == 1
                     and body is not None
-                    and body_matches(p.kind.value, body, hits[0])
+                    and body_matches(
+                        p.kind.value,
+                        as_form(body, p.ref_number, form_of(hits[0], p.ref_number)),
+                        hits[0],
+                    )
                 ):
                     decisions.append(_Decision(p.ref_number, "adopt", p, row, hits[0], body))
                 else:

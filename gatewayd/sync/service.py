@@ -165,7 +165,7 @@ class SyncService:
         self.client = FreeeClient(
             self.freee, self.tokens, self.http, counters=self.counters, sleep=sleep
         )
-        self.master_cache = MasterCache(state_dir)
+        self.master_cache = MasterCache(state_dir, ref_form=self.freee.ref_number_form)
         self.masters = MasterService(self.master_cache, self.client, self.tokens, clock=clock)
         self.outbox = Outbox.in_state_dir(state_dir)
         self.deliverer = Deliverer(
