@@ -32,6 +32,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("unlink",): ("gatewayd.link_cli", "revoke and delete the freee link"),
     ("resend",): ("gatewayd.resend_cli", "re-sync a day or a range of days with freee"),
     ("passwd",): ("gatewayd.passwd_cli", "set the status page password (argon2 hash, mode 0600)"),
+    ("tap", "learn"): ("gatewayd.tap.learn_cli", "draft or check a print-tap template"),
 }
 
 

@@ -217,3 +217,20 @@ def test_template_errors_name_the_key() -> None:
         parse_template(head + _DATE + counter + "gross = '(?P<amount>'\n", "t.toml")
     ok = parse_template(head + _DATE + counter + "gross = '(?P<amount>.*)'\n", "t.toml")
     assert set(ok.fields) == {"business_date", "z_counter", "gross"}
+
+
+def test_a_day_one_deal_cannot_express_is_held_with_the_reason() -> None:
+    layout = "label-yen"
+    template = shipped_template(layout)
+    day = days(seed=6, n=1)[0]
+    (results, _h) = _judge_all(template, report_bytes(layout, day))
+    report = results[0][1].report
+    assert report is not None
+    methods = dict(report.methods)
+    methods[Method.CREDIT] += methods[Method.CASH] + 500
+    methods[Method.CASH] = -500  # more refunded in cash than taken
+    bad = dataclasses.replace(report, methods=methods)
+    plan = plan_report(bad, template, "0001", "01", MappingSettings())
+    assert not plan.ready and plan.postings == ()
+    assert plan.reason == "posting: settled method CASH totals -500, below 0"
+    assert plan.totals.gross == day.gross

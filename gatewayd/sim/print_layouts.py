@@ -30,6 +30,7 @@ KANJI_OFF = b"\x1c."
 CUT = b"\x1dV\x42\x00"
 PERCENT = {TaxClass.STANDARD: 10, TaxClass.REDUCED: 8}
 PRINTED_METHODS = (Method.CASH, Method.CREDIT, Method.EMONEY, Method.QR)
+_METHOD_WEIGHTS = (Method.CASH, Method.CASH, Method.CASH, Method.CREDIT, Method.EMONEY, Method.QR)
 
 
 def tax_in(gross: int, percent: int) -> int:
@@ -112,16 +113,19 @@ def generate_print_day(
     """A seeded day: sales in both rates, four methods, a refund now and then, movements."""
     rng = random.Random(seed)
     out: list[PrintReceipt] = []
+    cash = 0
     for n in range(1, receipts + 1):
         items = tuple(
             (name, cls, price * rng.randint(1, 3))
             for name, cls, price in rng.sample(_ITEMS, rng.randint(1, 4))
         )
-        refund = n > 1 and rng.random() < 0.08
+        refund = rng.random() < 0.08 and cash > items[0][2]  # refunds come out of the till
         if refund:
             items = tuple((name, cls, -amount) for name, cls, amount in items[:1])
-        method = Method.CASH if refund else rng.choice(PRINTED_METHODS)
-        out.append(PrintReceipt(n, items, method, refund))
+        method = Method.CASH if refund else rng.choice(_METHOD_WEIGHTS)
+        receipt = PrintReceipt(n, items, method, refund)
+        cash += receipt.total if method is Method.CASH else 0
+        out.append(receipt)
     return PrintDay(
         business_date=business_date,
         z_counter=z_counter,
