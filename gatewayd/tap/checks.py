@@ -8,10 +8,12 @@ joins them with ``; `` in check order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
+from typing import Any
 
 from gatewayd.protocol.records import METHOD_ORDER, TAX_CLASS_ORDER, TaxClass
 from gatewayd.tap.escpos import Line
@@ -96,20 +98,24 @@ class ReadClose:
 
     z_counter: int
     business_date: date
-    figures: tuple[object, ...]
+    figures: str
 
 
-def figures_key(report: ZReport) -> tuple[object, ...]:
-    return (
-        report.business_date,
-        report.z_counter,
-        report.gross,
-        tuple(sorted(report.bases.items())),
-        tuple(sorted(report.taxes.items())),
-        tuple(sorted(report.methods.items())),
-        report.cash_in,
-        report.cash_out,
-        report.cash_difference,
+def figures_key(report: ZReport) -> str:
+    """The report's figures as one JSON text (kept in the tap store, compared for repeats)."""
+    return json.dumps(
+        [
+            None if report.business_date is None else report.business_date.isoformat(),
+            report.z_counter,
+            report.gross,
+            sorted((c.value, v) for c, v in report.bases.items()),
+            sorted((c.value, v) for c, v in report.taxes.items()),
+            sorted((m.value, v) for m, v in report.methods.items()),
+            report.cash_in,
+            report.cash_out,
+            report.cash_difference,
+        ],
+        ensure_ascii=False,
     )
 
 
@@ -133,6 +139,26 @@ class TapHistory:
             self.last_counter, report.z_counter
         )
         return replace(self, last_counter=last, closes=closes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "last_counter": self.last_counter,
+            "closes": [
+                {"date": c.business_date.isoformat(), "z_counter": c.z_counter,
+                 "figures": c.figures}
+                for closes in self.closes.values()
+                for c in closes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TapHistory:
+        closes: dict[date, tuple[ReadClose, ...]] = {}
+        for c in data.get("closes", ()):
+            d = date.fromisoformat(c["date"])
+            closes[d] = (*closes.get(d, ()), ReadClose(int(c["z_counter"]), d, str(c["figures"])))
+        last = data.get("last_counter")
+        return cls(last_counter=None if last is None else int(last), closes=closes)
 
     def close_no(self, report: ZReport) -> int:
         """1 for the first close of its date, 2 for the first re-close, …"""
