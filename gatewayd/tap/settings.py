@@ -8,8 +8,10 @@ shipped name (``label-yen`` → ``templates/label-yen.toml`` beside the configur
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gatewayd.errors import ConfigError
 from gatewayd.settings_reader import TableReader
@@ -89,6 +91,18 @@ def parse_taps(data: object) -> tuple[TapSettings, ...]:
             raise ConfigError("duplicate tap", key="taps", value=tap.tap_id,
                               expected="unique store_code and terminal_no pairs")
         seen.add(tap.tap_id)
+    return taps
+
+
+def check_taps(data: object, registers: Sequence[Any]) -> tuple[TapSettings, ...]:
+    """``[[taps]]`` parsed, each tap's key distinct from every register's (one outbox)."""
+    taps = parse_taps(data)
+    register_ids = {r.register_id for r in registers}
+    for i, tap in enumerate(taps):
+        if tap.tap_id in register_ids:
+            raise ConfigError("same store_code and terminal_no as a register",
+                              key=f"taps[{i}]", value=tap.tap_id,
+                              expected="a terminal that is not also a [[registers]] table")
     return taps
 
 
