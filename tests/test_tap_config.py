@@ -40,7 +40,8 @@ def test_a_shop_with_only_taps_and_their_settings() -> None:
 @pytest.mark.parametrize(
     ("tap", "message"),
     [
-        (_tap(transport="usb"), r"taps\[0\].transport: invalid value \(got 'usb'\); expected one of"),
+        (_tap(transport="usb"),
+         r"taps\[0\].transport: invalid value \(got 'usb'\); expected one of"),
         (_tap(printer=None), r"taps\[0\].printer: missing"),
         (_tap(colour="red"), r"taps\[0\].colour: unknown key"),
         (_tap(store_code="00-1"), r"taps\[0\].store_code: invalid value"),
