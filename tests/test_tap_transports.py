@@ -178,3 +178,23 @@ def test_a_restart_resumes_from_the_stored_bytes(tmp_path: Path) -> None:
     assert ingest2.replay() == 2
     last = store2.last_report("0001-04")
     assert last is not None and "精算レポート" in last.text
+
+
+def test_sim_printer_register_prints_days_over_tcp(tmp_path: Path) -> None:
+    from gatewayd.cli import main
+
+    printer = TcpPrinterSim()
+    host, port = printer.address
+    try:
+        code = main(["sim", "printer-register", "--layout", "net-columns", "--days", "1",
+                     "--receipts", "3", "--tcp", f"{host}:{port}", "--interval", "0",
+                     "--reprint", "--training-z"])
+        assert code == 0
+        from gatewayd.tap.capture import read_capture
+
+        kinds = [c.reading.kind.value for c in read_capture(
+            bytes(printer.received), shipped_template("net-columns"))]
+        assert kinds.count("z_report") == 1
+        assert "reprint" in kinds and "training" in kinds and "x_report" in kinds
+    finally:
+        printer.stop()
