@@ -37,12 +37,12 @@ class PtyPrintRegister:
         assert self._master is not None
         for i in range(0, len(data), chunk):
             part = data[i:i + chunk]
+            if baudrate:  # the line time first: when send returns, the last byte just left
+                time.sleep(len(part) * 10 / baudrate)
             view = memoryview(part)
             while view:
                 written = os.write(self._master, view)
                 view = view[written:]
-            if baudrate:
-                time.sleep(len(part) * 10 / baudrate)
 
     def read(self, timeout: float) -> bytes:
         """What came back from the printer within ``timeout`` (b"" when nothing)."""
