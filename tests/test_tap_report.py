@@ -234,3 +234,15 @@ def test_a_day_one_deal_cannot_express_is_held_with_the_reason() -> None:
     assert not plan.ready and plan.postings == ()
     assert plan.reason == "posting: settled method CASH totals -500, below 0"
     assert plan.totals.gross == day.gross
+
+
+def test_an_unreadable_amount_is_held_quoting_its_line() -> None:
+    layout = "en-suffix"
+    template = shipped_template(layout)
+    day = days(seed=12, n=1)[0]
+    data = _tamper(report_bytes(layout, day), f"{day.gross:,}円", "不明")
+    (results, _h) = _judge_all(template, data)
+    (_r, j), = results
+    assert j.verdict is Verdict.HELD
+    assert j.reason is not None and j.reason.startswith("fields: line ")
+    assert j.reason.endswith('不明" has no amount for gross')

@@ -110,17 +110,17 @@ def extract(template: Template, lines: Sequence[Line]) -> ZReport:
             raw = m.groupdict()
             if group == "year":
                 value: object = _read_date(raw)
-                what = "a date"
+                what = "date"
             elif group == "amount":
                 value = parse_amount(raw.get("amount") or "")
-                what = "an amount"
+                what = "amount"
             elif name in ("z_counter", "receipt_count"):
                 digits = (raw.get("value") or "").strip()
                 value = int(digits) if digits.isdigit() else None
-                what = "a number"
+                what = "number"
             else:
                 value = (raw.get("value") or "").strip() or None
-                what = "a value"
+                what = "value"
             if value is None:
                 problems.append(
                     FieldProblem(name, ln, f"line {ln.number} \"{ln.text.strip()}\" has no "
