@@ -82,9 +82,10 @@ def test_serial_pass_through_forwards_unchanged_and_answers_status(tmp_path: Pat
     layout = "label-yen"
     register = PtyPrintRegister()
     printer = RecordingPrinter()
-    with PtyPrinterSimulator(printer) as psim:
+    # behind a stable symlink, as udev's by-id name: a replugged pty may get another number
+    with PtyPrinterSimulator(printer, link=tmp_path / "printer") as psim:
         tap = TapSettings("0001", "02", layout, "serial-pass-through", port=register.port,
-                          printer_port=psim.port)
+                          printer_port=psim.path)
         ingest, plans, store = _ingest(tmp_path, tap, layout)
         bridge = SerialPassThrough(tap, lambda data, d: ingest.heard(data, direction=d),
                                    backoff=(0.05, 0.2)).start()
