@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.slip import SlipContent, SlipStatus, render_slip
 from gatewayd.store.journal import DayRow
+from gatewayd.tap.page import tap_overviews
 from gatewayd.web.model import (
     DayDetail,
     DayStatus,
@@ -213,6 +214,7 @@ class DaemonBackend:
             errors=self._errors(snap),
             last_sync_at=snap.last_sync_at if snap is not None else None,
             version=_version(),
+            taps=tap_overviews(getattr(self.gateway, "taps", None), snap),
         )
 
     def day(self, register_id: str, business_date: date) -> DayDetail | None:

@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "register"): ("gatewayd.sim.register_cli", "simulated register on a pseudo-terminal"),
     ("sim", "freee"): ("gatewayd.sim.freee.cli", "freee会計 API emulator on 127.0.0.1"),
     ("sim", "printer"): ("gatewayd.sim.printer_cli", "simulated ESC/POS printer on a pty"),
+    ("sim", "printer-register"): ("gatewayd.sim.print_register_cli", "a register that only prints"),
     ("drawer", "kick"): ("gatewayd.drawer_cli", "open the cash drawer now (ESC p)"),
     ("firstboot",): ("gatewayd.firstboot", "import gatewayd.toml and secrets from /boot/firmware"),
     ("doctor",): ("gatewayd.doctor", "check configuration, devices, storage and clock, with fixes"),
@@ -36,6 +37,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "settle the freee facts against a freee test company (probe deals, table, JSON)",
     ),
     ("passwd",): ("gatewayd.passwd_cli", "set the status page password (argon2 hash, mode 0600)"),
+    ("tap", "learn"): ("gatewayd.tap.learn_cli", "draft or check a print-tap template"),
 }
 
 

@@ -108,6 +108,7 @@ class Gateway:
         self._sync_factory = sync_factory or _default_sync
         self._printer_factory = printer_factory or _default_printer
         self.printer: PrinterMonitor | None = None
+        self.taps: Any = None  # gatewayd.tap.runner.TapRunner when [[taps]] are configured
         self.ingests: dict[str, RegisterIngest] = {}
         self.hosts: dict[str, RegisterHost] = {}
         self.heartbeats: dict[str, Heartbeat] = {}
@@ -156,6 +157,7 @@ class Gateway:
                 ingest,
             )
             self.hosts[reg.register_id] = host
+        self._start_taps()
         try:
             self.printer = self._printer_factory(self.settings, self._drawer_alert)
         except GatewayError as exc:
@@ -190,6 +192,12 @@ class Gateway:
                                address=web.address, port=self.web.port,
                                hostname=socket.gethostname())
 
+    def _start_taps(self) -> None:
+        """Print taps (docs/tap.md): their days go through the same outbox and sync."""
+        from gatewayd.tap.runner import start_taps
+
+        self.taps = start_taps(self.settings, self.sync, self.wake_sync.set, self._error)
+
     def _start_web(self) -> None:
         from dataclasses import replace
 
@@ -222,6 +230,8 @@ class Gateway:
                 ingest.process()
             except GatewayError as exc:
                 self._error(exc, register_id=ingest.register_id)
+        if self.taps is not None:
+            self.taps.stop()
         if self.printer is not None:
             self.printer.stop()
         if self.web is not None:
@@ -268,6 +278,8 @@ class Gateway:
                 ingest.process()
             except GatewayError as exc:
                 self._error(exc, register_id=ingest.register_id)
+        if self.taps is not None:
+            self.taps.step()
         now = time.monotonic()
         if now - self._last_slip_check >= SLIP_CHECK_EVERY:
             self._last_slip_check = now
@@ -402,6 +414,8 @@ class Gateway:
                 ),
             }
         data: dict[str, Any] = {"daemon": "running", "registers": registers}
+        if self.taps is not None:
+            data["taps"] = self.taps.status()
         if self.sync is not None:
             snap = self.sync.snapshot()
             data["freee"] = {

@@ -141,6 +141,15 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "overview.register": ("レジ {id}", "Register {id}"),
     "overview.recent": ("最近の営業日", "Recent days"),
     "overview.no_recent": ("以前の営業日はまだありません。", "No earlier days yet."),
+    "tap.title": ("印字タップ {id}", "Print tap {id}"),
+    "tap.last_report": (
+        "最後に読み取った精算レポート（{date}、No.{counter}、{time} 取得）",
+        "Last Z report captured ({date}, no. {counter}, at {time})",
+    ),
+    "tap.none": ("精算レポートはまだ読み取っていません。", "No Z report captured yet."),
+    "tap.verdict.accepted": ("読み取りOK", "Read and accepted"),
+    "tap.verdict.held": ("保留（レポートの数字が合いません）", "Held (the report does not add up)"),
+    "tap.verdict.ignored": ("対象外（送信しません）", "Ignored (not posted)"),
     "overview.attention": (
         "対応が必要な日が{n}日あります。",
         "{n} day(s) need attention.",

@@ -282,6 +282,22 @@ class ErrorEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class TapOverview:
+    """A print tap (docs/tap.md): the last Z report it captured, as printed, and its fate."""
+
+    tap_id: str
+    store_name: str | None
+    transport: str
+    business_date: date | None = None
+    z_counter: int | None = None
+    verdict: str | None = None  # accepted / held / ignored; None before the first report
+    reason: str | None = None
+    text: str = ""
+    captured_at: str | None = None
+    day: DaySummary | None = None  # the day's sync status when it reached the outbox
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     """Everything the overview page shows, read in one call."""
 
@@ -293,6 +309,7 @@ class Overview:
     errors: tuple[ErrorEntry, ...] = ()
     last_sync_at: datetime | None = None  # last posting freee confirmed
     version: str = ""
+    taps: tuple[TapOverview, ...] = ()
 
     def register(self, register_id: str) -> RegisterOverview | None:
         for reg in self.registers:
