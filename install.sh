@@ -17,6 +17,10 @@
 #   --no-start        do not (re)start the service
 #   --wheel FILE      install gatewayd from this wheel instead of the checkout
 #   --pip-args "..."  extra pip arguments (e.g. "--no-index --find-links /media/wheels")
+#
+# Dependencies come only from requirements.lock (pinned, with SHA-256 hashes; made by
+# scripts/lock.sh) with pip --require-hashes; gatewayd itself is then installed with
+# --no-deps (from the checkout without build isolation: nothing unhashed is fetched).
 #   --from-boot       run by gatewayd-bootstrap.service from the boot partition (first boot)
 #
 # Idempotent: a second run changes nothing and says "no changes". Layout:
@@ -148,7 +152,7 @@ source_hash() {
     if [ -n "$WHEEL" ]; then
         sha256sum "$WHEEL" | cut -d' ' -f1
     else
-        (cd "$SRC" && find gatewayd pyproject.toml -type f \
+        (cd "$SRC" && find gatewayd pyproject.toml requirements.lock -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
             | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
     fi
@@ -205,14 +209,16 @@ step_venv() {
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ] && [ -x "$venv/bin/gatewayd" ]; then
         return 0
     fi
-    local target="${WHEEL:-$SRC}"
+    local target="${WHEEL:-$SRC}" build=()
+    [ -n "$WHEEL" ] || build=(--no-build-isolation)
+    # The dependencies: exactly the locked files, each checked against its hash.
     # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
     PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-        --no-input $PIP_ARGS "$target"
-    # Same version, new content (a checkout): replace gatewayd itself, not its dependencies.
+        --no-input --require-hashes --no-deps $PIP_ARGS -r "$SRC/requirements.lock"
+    # gatewayd itself (same version, new content from a checkout: replaced all the same).
     # shellcheck disable=SC2086
     PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-        --no-input --force-reinstall --no-deps $PIP_ARGS "$target"
+        --no-input --force-reinstall --no-deps "${build[@]}" $PIP_ARGS "$target"
     printf '%s\n' "$hash" > "$stamp"
     changed "gatewayd in $VENV ($(basename "$target"))"
 }
@@ -243,7 +249,11 @@ step_files() {
 
 step_import_boot() {
     # A configuration dropped on the boot partition: import it now rather than at next boot.
+    # The state directory first: the slip's certificate fingerprint is made there.
     local boot
+    if [ -f "$(P /boot/firmware/gatewayd.toml)" ] || [ -f "$(P /boot/gatewayd.toml)" ]; then
+        ensure_dir /var/lib/gatewayd 700 "$SERVICE_USER"
+    fi
     for boot in /boot/firmware /boot; do
         boot="$(P "$boot")"
         if [ -f "$boot/gatewayd.toml" ] || [ -f "$boot/gatewayd-freee.txt" ]; then
@@ -306,6 +316,7 @@ units_digest() {
 
 do_install() {
     [ -f "$SRC/etc/gatewayd.toml" ] || die "$SRC/etc/gatewayd.toml missing (run from the checkout)"
+    [ -f "$SRC/requirements.lock" ] || die "$SRC/requirements.lock missing (run from the checkout)"
     say "installing gatewayd into ${ROOT:-/}"
     step_packages
     step_user
@@ -381,7 +392,7 @@ do_prepare_boot() {
     mkdir -p "$dest"
     say "copying the installer to $dest"
     local item
-    for item in install.sh pyproject.toml README.md gatewayd systemd etc docs; do
+    for item in install.sh pyproject.toml requirements.lock README.md gatewayd systemd etc docs; do
         [ -e "$SRC/$item" ] || continue
         if [ -d "$SRC/$item" ]; then
             mkdir -p "$dest/$item"

@@ -73,6 +73,7 @@ api_base_url = "{freee}"
 auth_base_url = "{freee}"
 client_id = "{client_id}"
 client_secret = "{client_secret}"
+send_spread = 0.0  # Z-to-done of the pipeline itself (a chain adds its spread)
 
 [printer]
 device = "{printer}"

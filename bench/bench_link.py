@@ -58,12 +58,12 @@ class BenchSink:
     def last_stored_record(self) -> int:
         return self.last
 
-    def store_records(self, first_no: int, lines: Sequence[bytes]) -> int:
+    def store_records(self, records: Sequence[tuple[int, bytes]]) -> int:
         if self._file is not None:
-            self._file.write(b"".join(line + b"\n" for line in lines))
+            self._file.write(b"".join(line + b"\n" for _, line in records))
             self._file.flush()
             os.fsync(self._file.fileno())
-        self.last = first_no + len(lines) - 1
+        self.last = max(self.last, *(n for n, _ in records))
         self.batches += 1
         if self.last >= self.target:
             self.done.set()

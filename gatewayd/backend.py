@@ -11,14 +11,17 @@ page's actions into calls on those parts. No I/O of its own.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gatewayd.drivers.slip import SlipContent, SlipStatus, render_slip
 from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.store.journal import DayRow
+from gatewayd.tap.page import tap_overviews
 from gatewayd.web.model import (
     DayDetail,
     DayStatus,
@@ -105,7 +108,12 @@ class GatewayParts(Protocol):
     @property
     def wake_sync(self) -> threading.Event: ...
 
+    @property
+    def state_dir(self) -> Path: ...
+
     def get_day(self, register_id: str, business_date: date) -> BusinessDay | None: ...
+
+    def slip_status_url(self) -> str | None: ...
 
 
 class DaemonBackend:
@@ -177,7 +185,7 @@ class DaemonBackend:
                 Health.OK
                 if state.link_up
                 else (
-                    Health.UNKNOWN
+                    Health.CHECKING  # not polled yet since the start
                     if state.last_poll_at is None and state.last_error is None
                     else Health.ERROR
                 )
@@ -214,6 +222,7 @@ class DaemonBackend:
             configured=True,
             open=None if drawer_state not in ("open", "closed") else drawer_state == "open",
             detail="開いたままです" if snap.drawer.alerting else None,
+            checked=snap.last_poll is not None,
         )
         return Devices(tuple(registers), printer, drawer)
 
@@ -254,6 +263,7 @@ class DaemonBackend:
             errors=self._errors(snap),
             last_sync_at=snap.last_sync_at if snap is not None else None,
             version=_version(),
+            taps=tap_overviews(getattr(self.gateway, "taps", None), snap),
         )
 
     def day(self, register_id: str, business_date: date) -> DayDetail | None:
@@ -303,6 +313,23 @@ class DaemonBackend:
         if snap is not None:
             for err in snap.errors:
                 freee_errors[err.source.value] = freee_errors.get(err.source.value, 0) + 1
+        today = tuple(
+            self._today(reg.register_id, self._summaries(reg.register_id, snap))[0]
+            for reg in self.gateway.settings.registers
+        )
+        unsynced = [
+            d.closed_at
+            for d in overview_days
+            if d.status in (DayStatus.SENDING, DayStatus.HELD) and d.closed_at is not None
+        ]
+        try:
+            fs = os.statvfs(self.gateway.state_dir)
+            disk: tuple[int | None, int | None] = (
+                fs.f_bavail * fs.f_frsize,
+                fs.f_blocks * fs.f_frsize,
+            )
+        except OSError:
+            disk = (None, None)
         return MetricsSnapshot(
             days_by_status=by_status,
             postings_by_state=postings,
@@ -312,6 +339,11 @@ class DaemonBackend:
             next_attempt_at=snap.queue.next_attempt_at if snap is not None else None,
             register_link_errors=link_errors,
             freee_errors=freee_errors,
+            today=today,
+            oldest_unsynced_close_at=min(unsynced) if unsynced else None,
+            disk_free_bytes=disk[0],
+            disk_size_bytes=disk[1],
+            clock=datetime.now(UTC),
         )
 
     # --- actions -------------------------------------------------------------------------
@@ -361,7 +393,7 @@ class DaemonBackend:
             action="テスト印字です。",
             close_no=0,
             made_at=datetime.now(),
-            status_url=self.gateway.web.url if self.gateway.web is not None else None,
+            status_url=self.gateway.slip_status_url(),
         )
         monitor = self.gateway.printer
         if monitor.queue is None:

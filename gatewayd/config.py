@@ -17,6 +17,7 @@ from gatewayd.errors import ConfigError
 from gatewayd.settings_reader import TableReader
 from gatewayd.sync.freee_settings import parse_freee
 from gatewayd.sync.mapping_settings import parse_mapping
+from gatewayd.tap.settings import check_taps
 from gatewayd.web.settings import parse_web
 
 CODE_PATTERN = r"[A-Za-z0-9]{1,8}"
@@ -108,7 +109,7 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
     )
     log.finish()
     registers = tuple(parse_register(r) for r in top.tables("registers"))
-    if not registers:
+    if not registers and not top.has("taps"):  # a shop may have only print taps (docs/tap.md)
         raise ConfigError(
             "at least one register is needed",
             key="registers",
@@ -126,11 +127,11 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
         seen.add(reg.register_id)
     extra = {
         name: top.raw(name)
-        for name in ("mapping", "freee", "printer", "drawer", "slip", "web")
+        for name in ("mapping", "freee", "printer", "drawer", "slip", "web", "taps")
         if top.has(name)
     }
     top.finish()
-    validate_parts(extra)
+    validate_parts(extra, registers)
     return Settings(
         state_dir=state_dir,
         registers=registers,
@@ -141,7 +142,9 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
     )
 
 
-def validate_parts(extra: dict[str, Any]) -> None:
+def validate_parts(
+    extra: dict[str, Any], registers: tuple[RegisterSettings, ...] = ()
+) -> None:
     """Check the tables other parts own, so a wrong key stops the daemon at start.
 
     The parts read their tables from ``Settings.extra`` with these same parsers. Each part
@@ -151,6 +154,7 @@ def validate_parts(extra: dict[str, Any]) -> None:
     parse_freee(TableReader(extra.get("freee", {}), "freee"))
     parse_web(TableReader(extra.get("web", {}), "web"))
     parse_device_tables(extra)
+    check_taps(extra.get("taps"), registers)
 
 
 def load_settings(path: Path) -> Settings:

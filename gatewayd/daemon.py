@@ -17,6 +17,7 @@ only the store and the configuration are needed to run.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from gatewayd.drivers.drawer import DrawerAlert
 from gatewayd.drivers.printer import PrinterMonitor
 from gatewayd.drivers.printer_settings import device_settings_from
 from gatewayd.drivers.register_host import HostConfig, RegisterHost
-from gatewayd.drivers.slip import SlipContent, SlipStatus
+from gatewayd.drivers.slip import SlipContent, SlipStatus, held_slip_texts, status_page_url
 from gatewayd.errors import DeviceError, GatewayError
 from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
@@ -38,7 +39,7 @@ from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import SlipQueue
 from gatewayd.store.snapshot import write_snapshot
 from gatewayd.sync.service import SyncService
-from gatewayd.web.model import DayStatus
+from gatewayd.web.model import DayStatus, HeldCause
 
 logger = logging.getLogger("gatewayd.daemon")
 
@@ -107,6 +108,7 @@ class Gateway:
         self._sync_factory = sync_factory or _default_sync
         self._printer_factory = printer_factory or _default_printer
         self.printer: PrinterMonitor | None = None
+        self.taps: Any = None  # gatewayd.tap.runner.TapRunner when [[taps]] are configured
         self.ingests: dict[str, RegisterIngest] = {}
         self.hosts: dict[str, RegisterHost] = {}
         self.heartbeats: dict[str, Heartbeat] = {}
@@ -155,6 +157,7 @@ class Gateway:
                 ingest,
             )
             self.hosts[reg.register_id] = host
+        self._start_taps()
         try:
             self.printer = self._printer_factory(self.settings, self._drawer_alert)
         except GatewayError as exc:
@@ -176,6 +179,24 @@ class Gateway:
         self.watchdog.start()
         notify.ready(f"{len(self.hosts)} register(s), state in {self.state_dir}")
         logger.info("gatewayd started: %d register(s)", len(self.hosts))
+
+    def slip_status_url(self) -> str | None:
+        """The slip's QR target: the settings first, else the page as a phone reaches it."""
+        from gatewayd.web.settings import web_from_settings
+
+        web = web_from_settings(self.settings)
+        slip_url = device_settings_from(self.settings)[2].status_url
+        if self.web is None:  # no page served here: only an address set by hand
+            return slip_url or web.public_url
+        return status_page_url(slip_url=slip_url, public_url=web.public_url,
+                               address=web.address, port=self.web.port,
+                               hostname=socket.gethostname())
+
+    def _start_taps(self) -> None:
+        """Print taps (docs/tap.md): their days go through the same outbox and sync."""
+        from gatewayd.tap.runner import start_taps
+
+        self.taps = start_taps(self.settings, self.sync, self.wake_sync.set, self._error)
 
     def _start_web(self) -> None:
         from dataclasses import replace
@@ -209,6 +230,8 @@ class Gateway:
                 ingest.process()
             except GatewayError as exc:
                 self._error(exc, register_id=ingest.register_id)
+        if self.taps is not None:
+            self.taps.stop()
         if self.printer is not None:
             self.printer.stop()
         if self.web is not None:
@@ -255,6 +278,8 @@ class Gateway:
                 ingest.process()
             except GatewayError as exc:
                 self._error(exc, register_id=ingest.register_id)
+        if self.taps is not None:
+            self.taps.step()
         now = time.monotonic()
         if now - self._last_slip_check >= SLIP_CHECK_EVERY:
             self._last_slip_check = now
@@ -303,19 +328,16 @@ class Gateway:
             reason: str | None = None
             action: str | None = None
             if row.status == "held":
-                status, reason = SlipStatus.HELD, row.reason
-                action = "レジで再精算（再閉局）するか、設置担当者に連絡してください。"
+                status = SlipStatus.HELD
+                reason, action = held_slip_texts(HeldCause.DAY_CHECK.value)
             elif snapshot is not None:
                 summary = snapshot.day(notice.register_id, notice.business_date)
                 if summary is not None and summary.status is DayStatus.SYNCED:
                     status = SlipStatus.SENT
                 elif summary is not None and summary.status is DayStatus.HELD:
                     status = SlipStatus.HELD
-                    if summary.held is not None:
-                        reason = summary.held.detail
-                        from gatewayd.sync.status import FIX_JA
-
-                        action = FIX_JA.get(summary.held.cause)
+                    cause = summary.held.cause.value if summary.held is not None else None
+                    reason, action = held_slip_texts(cause)
             if status is None or status.value == notice.last_status:
                 continue
             printed = self._submit_slip(reg, row, notice.close_no, status, reason, action)
@@ -350,7 +372,7 @@ class Gateway:
             status=status,
             reason=reason,
             action=action,
-            status_url=self.web.url if self.web is not None else None,
+            status_url=self.slip_status_url(),
             close_no=close_no,
             made_at=datetime.now(),
         )
@@ -380,7 +402,9 @@ class Gateway:
             state = host.snapshot()
             ingest = self.ingests[reg_id]
             registers[reg_id] = {
-                "link": "up" if state.link_up else "down",
+                "link": "up" if state.link_up else (
+                    "checking" if state.last_poll_at is None and state.last_error is None
+                    else "down"),  # checking: not polled yet since the start
                 "last_error": state.last_error,
                 "last_stored": state.last_stored,
                 "open_day": (
@@ -390,6 +414,8 @@ class Gateway:
                 ),
             }
         data: dict[str, Any] = {"daemon": "running", "registers": registers}
+        if self.taps is not None:
+            data["taps"] = self.taps.status()
         if self.sync is not None:
             snap = self.sync.snapshot()
             data["freee"] = {

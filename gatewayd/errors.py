@@ -105,6 +105,12 @@ class StoreCorrupt(StorageError):
     staff_message = "ゲートウェイのデータベースが壊れています。設置担当者に連絡してください。"
 
 
+class StoreMissing(StorageError):
+    """A read-only look at a store file that does not exist yet (the daemon never ran)."""
+
+    staff_message = "まだ記録がありません（ゲートウェイが一度も動いていません）。"
+
+
 class FreeeError(GatewayError):
     """Base of freee会計 failures. ``freee_message`` keeps freee's own words."""
 

@@ -19,7 +19,10 @@ At boot ``gatewayd-firstboot.service`` runs this command before the daemon:
    ``/etc/gatewayd/gatewayd.toml`` (the old one is kept as ``gatewayd.toml.previous``), is
    removed from the card, and ``gatewayd.toml.imported.txt`` records what happened. Invalid:
    it stays on the card with ``gatewayd.toml.error.txt`` beside it (Japanese and English) for
-   the installer to read on the laptop, and the command exits 1.
+   the installer to read on the laptop, and the command exits 1. Every other secret field
+   (``[web] metrics_token``, any ``*token*``/``*secret*``/``*password*`` key) is cut out of
+   the copy left on the card (``scrub_secret_fields``) and out of the error text; the full
+   file goes to ``/etc/gatewayd/rejected/`` (root, 0600) so nothing is lost.
 3. A status slip (``SetupSlip``) with the status page's address is handed to the printer
    integration named by ``SLIP_HOOK``; its text is also logged and written to the receipt.
 
@@ -68,7 +71,7 @@ FREEE_SECRET = SECRETS[("freee", "client_secret")]
 # The printer integration: "module:function", called as function(slip, settings) where
 # settings is the imported Settings or None (invalid file: print on whatever printer can be
 # found). A missing module means "no printer integration yet" and is only logged.
-SLIP_HOOK = "gatewayd.drivers.setup_slip:print_setup_slip"
+SLIP_HOOK = "gatewayd.cli.setup_slip:print_setup_slip"
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,50 @@ def secret_still_present(text: str) -> bool:
     return False
 
 
+# Keys that hold a secret in any table (their values never stay on the card of an invalid
+# import); "..._file"/"..._path" keys name a file, not a secret.
+SECRET_KEY = re.compile(r"(secret|token|passw(or)?d|api_?key|private_?key|credential)", re.I)
+_KEY_LINE = re.compile(
+    r"""^\s*((?:[\w-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[\w-]+|"[^"]*"|'[^']*'))*)\s*=(.*)$""")
+
+
+def _secret_key(dotted: str) -> bool:
+    last = dotted.split(".")[-1].strip().strip("\"'")
+    return SECRET_KEY.search(last) is not None and not last.endswith(("_file", "_path"))
+
+
+def scrub_secret_fields(text: str) -> tuple[str, list[str]]:
+    """Replace every line that sets a secret-looking key by a comment.
+
+    Returns the text and the removed values (to blank them in messages too).
+    """
+    out: list[str] = []
+    removed: list[str] = []
+    for line in text.splitlines(keepends=True):
+        match = _KEY_LINE.match(line.rstrip("\r\n"))
+        if match is None or not _secret_key(match.group(1)):
+            out.append(line)
+            continue
+        rhs = match.group(2)
+        value = _parse_value(rhs) or rhs.split("#", 1)[0].strip().strip("\"'")
+        if value:
+            removed.append(value)
+        newline = "\n" if line.endswith("\n") else ""
+        out.append(f"# {match.group(1).strip()}: removed from the card by gatewayd firstboot; "
+                   f"write it again{newline}")
+    return "".join(out), removed
+
+
+def secret_field_present(text: str) -> bool:
+    """True when a secret-looking key survives outside comments (an inline table…)."""
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        for word in re.findall(r"[\w-]+(?=[\"']?\s*=)", code):
+            if _secret_key(word):
+                return True
+    return False
+
+
 def parse_secret_file(text: str) -> str | None:
     """The client secret from ``gatewayd-freee.txt``: a bare line or ``client_secret = …``."""
     lines = [ln.strip() for ln in text.splitlines()]
@@ -380,6 +427,10 @@ def import_from_boot(
             scrub(boot_toml)
     if config_errors:
         result.status = "invalid"
+        if has_toml and boot_toml.is_file():
+            removed = _scrub_invalid_card_copy(boot_toml, etc_dir, now)
+            for value in removed:
+                config_errors = [e.replace(value, "********") for e in config_errors]
 
     all_errors = config_errors + errors
     if all_errors:
@@ -399,6 +450,28 @@ def import_from_boot(
         receipt_file.write_text("\n".join(receipt) + "\n", encoding="utf-8")
         _fsync_dir(boot_dir)
     return result
+
+
+def _scrub_invalid_card_copy(
+    boot_toml: Path, etc_dir: Path, now: Callable[[], dt.datetime]
+) -> list[str]:
+    """An invalid file stays on the card for the installer: without any secret field."""
+    raw = boot_toml.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    scrubbed, removed = scrub_secret_fields(text)
+    leftover = secret_field_present(scrubbed)
+    if not removed and not leftover:
+        return []
+    quarantine = etc_dir / "rejected"
+    quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = now().strftime("%Y%m%dT%H%M%S")
+    write_private(quarantine / f"gatewayd.toml.{stamp}", raw)
+    if leftover:  # cannot cut it out line by line: the whole file leaves the card
+        scrub(boot_toml)
+    else:
+        scrub(boot_toml, replacement=scrubbed.encode("utf-8"))
+    log.info("secret fields of the invalid gatewayd.toml moved to %s", quarantine)
+    return removed
 
 
 # --------------------------------------------------------------------------- the slip

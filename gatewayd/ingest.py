@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Protocol
@@ -27,6 +27,8 @@ from gatewayd.protocol.days import (
     DayTotals,
     JournalAnalysis,
     JournalAssembler,
+    Line,
+    OutOfPlace,
     analyze_journal,
 )
 from gatewayd.protocol.journal_parser import read_record
@@ -62,6 +64,58 @@ class OpenDayInfo:
     gross: int
 
 
+class StoredAssembler(JournalAssembler):
+    """The day assembler fed from the journal store.
+
+    Records the store kept aside (a number already used, or below a stored one) are put back
+    where they came — after the record that was the highest stored then — as ``OutOfPlace``
+    lines, so the day they came in is held by check 1. An aside is taken only once the
+    records up to where it came have been read.
+    """
+
+    def __init__(self, store: JournalStore, register_id: str, *, after_record_no: int,
+                 closed_dates: Iterable[date], known_closes: Iterable[Close]) -> None:
+        super().__init__(after_record_no=after_record_no, closed_dates=closed_dates,
+                         known_closes=known_closes)
+        self._store = store
+        self._register_id = register_id
+        self._aside_id = 0  # the last aside taken in
+
+    def extend(self, lines: Iterable[Line]) -> None:
+        batch = list(lines)
+        top = max((_number(x) for x in batch), default=None)
+        if top is None:
+            return
+        floor = self.after_record_no or 0
+        asides: list[OutOfPlace] = []
+        for aside in self._store.asides(self._register_id, self._aside_id):
+            if aside.after > top:
+                break  # came after records not read yet: taken in with them
+            self._aside_id = aside.id
+            if aside.after >= floor:  # below: it stood in a day already processed
+                asides.append(OutOfPlace(aside.number, aside.raw, aside.after))
+        super().extend(_merge(batch, asides) if asides else batch)
+
+
+def _number(line: Line) -> int:
+    if isinstance(line, OutOfPlace):
+        return line.after
+    assert isinstance(line, tuple), "the store gives (record_no, raw) pairs"
+    return line[0]
+
+
+def _merge(batch: list[Line], asides: list[OutOfPlace]) -> list[Line]:
+    """Each aside right after the record numbered its ``after`` (first when that came before)."""
+    out: list[Line] = []
+    pending = list(asides)
+    for line in batch:
+        while pending and pending[0].after < _number(line):
+            out.append(pending.pop(0))
+        out.append(line)
+    out.extend(pending)
+    return out
+
+
 class RegisterIngest:
     """Journal sink and day assembler of one register."""
 
@@ -78,7 +132,9 @@ class RegisterIngest:
         # day read back from another thread never misses what a told re-close saves
         self._lock = threading.RLock()
         boundary = store.processed_through(self.register_id)
-        self._assembler = JournalAssembler(
+        self._assembler = StoredAssembler(
+            store,
+            self.register_id,
             after_record_no=boundary,
             closed_dates=store.closed_dates(self.register_id),
             known_closes=self._known_closes(),
@@ -95,15 +151,16 @@ class RegisterIngest:
     def last_stored_record(self) -> int:
         return self.store.last_stored_record(self.register_id)
 
-    def store_records(self, first_no: int, lines: Sequence[bytes]) -> int:
-        result = self.store.store_records(self.register_id, first_no, lines)
+    def store_records(self, records: Sequence[tuple[int, bytes]]) -> int:
+        result = self.store.store_records(self.register_id, records)
         if result.conflicts:
             logger.error(
-                "register sent different bytes for %d stored record(s); kept both",
+                "register sent %d record(s) under a number already used or below the last"
+                " stored; kept aside, the day they came in is held (check 1)",
                 result.conflicts,
                 extra={"register": self.register_id},
             )
-        if any(_Z in line for line in lines):
+        if any(_Z in raw for _, raw in records):
             self._close_arrived.set()  # after the commit: see process()
         return result.last_record_no
 

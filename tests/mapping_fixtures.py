@@ -287,10 +287,13 @@ def check_plan(day: BusinessDay, s: MappingSettings, p: DayPlan) -> None:
     by_class: Counter[Any] = Counter()
     by_method: Counter[Any] = Counter()
     vat = 0
+    folded = [d for q in sales for d in q.details if d.item is None]  # §3.2 day: cash lines
     for q in sales:
         assert q.kind is PostingKind.DEAL and q.type is DealType.INCOME
         assert 1 <= len(q.details) <= MAX_DEAL_LINES
         for d in q.details:
+            if d.item is None:
+                continue
             assert d.amount != 0 or d.vat != 0
             by_class[class_of[d.tax]] += d.amount
             by_method[method_of[d.item or ""]] += d.amount
@@ -333,15 +336,37 @@ def check_plan(day: BusinessDay, s: MappingSettings, p: DayPlan) -> None:
                     str(i) for i in range(1, len(chunks) + 1)
                 ]
 
-    # cash difference and movements, in order, after sales
+    # cash difference and movements, in order, after sales (or folded into the day's deal)
+    own_moves = list(day.movements)
+    if folded:
+        assert p.granularity is Granularity.DAY
+        (deal,) = sales
+        assert deal.details[: len(deal.details) - len(folded)] == tuple(
+            d for d in deal.details if d.item is not None
+        )  # folded lines come after the sales lines
+        expect = []
+        if z.cash_difference != 0:
+            account = s.cash_over_account if z.cash_difference > 0 else s.cash_short_account
+            expect.append((account, z.cash_difference))
+        taken = []
+        for m in sorted(day.movements, key=lambda m: m.movement_no):
+            rule = s.movement_rule(m.reason_code or "-", m.direction)
+            if rule.kind is PostingKind.DEAL and rule.tax == s.ex_tax_name:
+                taken.append(m)
+                expect.append((rule.account, m.amount if m.direction.value == "IN" else -m.amount))
+        assert [(d.account_item, d.amount) for d in folded] == expect
+        assert all(d.tax == s.ex_tax_name and d.vat == 0 for d in folded)
+        own_moves = [m for m in day.movements if m not in taken]
+        cash = [x.amount for x in deal.payments if x.walletable == s.cash_walletable]
+        assert all(a > 0 for a in cash)
     rest = p.postings[len(sales) :]
     diff = [q for q in rest if q.ref_number.endswith("-D")]
-    assert len(diff) == (1 if z.cash_difference != 0 else 0)
+    assert len(diff) == (1 if z.cash_difference != 0 and not folded else 0)
     moves = rest[len(diff) :]
     assert [q.ref_number.rsplit("-", 1)[1] for q in moves] == [
-        f"M{m.movement_no}" for m in day.movements
+        f"M{m.movement_no}" for m in own_moves
     ]
-    for q, m in zip(moves, day.movements, strict=True):
+    for q, m in zip(moves, own_moves, strict=True):
         assert q.amount == m.amount
         if q.kind is PostingKind.DEAL:
             assert q.paid == m.amount and q.payments[0].walletable == s.cash_walletable

@@ -64,9 +64,10 @@ class MemorySink:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.records: dict[int, bytes] = {}
-        self.store_counts: dict[int, int] = {}
+        self.store_counts: dict[int, int] = {}  # how often the host handed each number over
+        self.aside: list[tuple[int, bytes]] = []  # late numbers with other bytes
         self.commits: list[tuple[float, int]] = []  # (monotonic time, last stored)
-        self.calls: list[int] = []  # first_no of every store_records call
+        self.calls: list[int] = []  # the first record number of every store_records call
         self.fail_next = 0
         self.delay = delay
         self.after_store: Any = None  # optional callable(last) run before returning
@@ -76,19 +77,21 @@ class MemorySink:
         with self.lock:
             return max(self.records, default=0)
 
-    def store_records(self, first_no: int, lines: Sequence[bytes]) -> int:
-        self.calls.append(first_no)
+    def store_records(self, records: Sequence[tuple[int, bytes]]) -> int:
+        self.calls.append(records[0][0])
         if self.fail_next > 0:
             self.fail_next -= 1
             raise DiskFull("state disk full (test)")
         if self.delay:
             time.sleep(self.delay)
         with self.lock:
-            for offset, line in enumerate(lines):
-                number = first_no + offset
-                self.records[number] = bytes(line)
+            for number, line in records:  # like the journal store: numbers only grow
                 self.store_counts[number] = self.store_counts.get(number, 0) + 1
-            last = max(self.records)
+                if number > max(self.records, default=0):
+                    self.records[number] = bytes(line)
+                elif self.records.get(number) != bytes(line):
+                    self.aside.append((number, bytes(line)))
+            last = max(self.records, default=0)
             self.commits.append((time.monotonic(), last))
         if self.after_store is not None:
             self.after_store(last)

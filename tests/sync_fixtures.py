@@ -287,6 +287,7 @@ def freee_settings(base_url: str, **overrides: Any) -> FreeeSettings:
         "retry_initial": 0.01,
         "retry_max": 30.0,
         "lookup_delay": 2.0,
+        "send_spread": 0.0,  # the spread after a close has its own tests
         "connect_timeout": 2.0,
         "read_timeout": 5.0,
     }

@@ -21,17 +21,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gatewayd"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", (
         "gatewayd", "gatewayd.errors", "gatewayd.settings_reader", "gatewayd.logging_setup",
-        "gatewayd.notify", "gatewayd.escpos_text",
+        "gatewayd.notify", "gatewayd.escpos_text", "gatewayd.staff_dates",
     )),
     ("protocol", ("gatewayd.protocol",)),
     ("store", ("gatewayd.store",)),
     ("vocabulary", (
         "gatewayd.sync.plan", "gatewayd.web.model", "gatewayd.drivers.printer_settings",
         "gatewayd.sync.mapping_settings", "gatewayd.sync.freee_settings",
-        "gatewayd.web.settings",
+        "gatewayd.web.settings", "gatewayd.sync.refs", "gatewayd.sync.spread",
+        "gatewayd.tap.settings",
     )),
     ("config", ("gatewayd.config", "gatewayd.firstboot", "gatewayd.doctor")),
     ("parts", ("gatewayd.drivers", "gatewayd.ingest", "gatewayd.sync", "gatewayd.web")),
+    ("tap", ("gatewayd.tap",)),
     ("daemon", ("gatewayd.daemon", "gatewayd.backend")),
     ("sim", ("gatewayd.sim",)),
     ("cli", ("gatewayd.cli", "gatewayd.__main__")),

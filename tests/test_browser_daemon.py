@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,10 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="python package pla
 
 
 @pytest.fixture()
-def rig(tmp_path: Path) -> Iterator[DemoRig]:
+def rig(tmp_path: Path, today: date) -> Iterator[DemoRig]:
     opts = DemoOptions(directory=tmp_path / "demo", days=3, receipts=10, day_interval=0.6,
-                       web_port=0, seed=5, hold_last_day=True)
+                       web_port=0, seed=5, hold_last_day=True,
+                       start_date=today - timedelta(days=4))
     with DemoRig(opts) as rig:
         assert rig.wait_finished(90), rig.day_states()
         yield rig

@@ -175,7 +175,7 @@ def test_relink_through_the_emulator_consent_page(page: Any, tmp_path: Path) -> 
 def test_log_out(page: Any, server: WebServer) -> None:
     log_in(page, server.url)
     page.get_by_role("button", name="ログアウト").click()
-    page.wait_for_url(server.url + "/login")
+    page.wait_for_url(server.url + "/login?bye=1")
     assert "ログアウトしました。" in body_text(page)
     page.goto(server.url + "/day/0001-01/2025-01-13")
     assert page.url.startswith(server.url + "/login?next=")

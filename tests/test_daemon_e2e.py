@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,17 +18,21 @@ import pytest
 from gatewayd.cli.demo import DEMO_PASSWORD, DemoOptions, DemoRig
 from gatewayd.cli.status import collect, render_text
 from gatewayd.protocol.days import analyze_journal
+from gatewayd.staff_dates import staff_date
 from gatewayd.web.model import DayStatus
 
 
 @pytest.fixture()
-def rig(tmp_path: Path) -> Iterator[DemoRig]:
+def rig(tmp_path: Path, today: date) -> Iterator[DemoRig]:
+    # three days around the suite's "today" (yesterday, today, tomorrow): under the dates
+    # step these cross a month's end and the year's (two fiscal years in freee)
     opts = DemoOptions(directory=tmp_path / "demo", days=3, receipts=12, day_interval=0.8,
-                       web_port=0, seed=11)
+                       web_port=0, seed=11, start_date=today - timedelta(days=1))
     with DemoRig(opts) as rig:
         yield rig
 
 
+@pytest.mark.dates
 def test_days_flow_from_register_to_freee_once(rig: DemoRig) -> None:
     assert rig.wait_finished(90), rig.day_states()
     assert rig.gateway is not None and rig.register is not None and rig.emulator is not None
@@ -56,12 +60,12 @@ def test_days_flow_from_register_to_freee_once(rig: DemoRig) -> None:
 
     # one slip per close outcome, with the totals and the freee result
     assert rig.printer is not None
-    wanted = [f"{day.year}年{day.month}月{day.day}日" for day in dates]
+    wanted = [staff_date(day) for day in dates]
     assert rig.printer.printer.wait_for(
         lambda p: all(w in p.decoded().text for w in wanted), timeout=30)
     text = rig.slip_text()
     for day in dates:
-        assert f"{day.year}年{day.month}月{day.day}日" in text
+        assert f"営業日　{staff_date(day)}" in text
     assert text.count("【送信済】") >= 3
 
     # gatewayd status reads the same from the stores

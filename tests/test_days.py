@@ -26,6 +26,8 @@ from gatewayd.protocol.days import (
     DayResult,
     JournalAnalysis,
     JournalAssembler,
+    Line,
+    OutOfPlace,
     analyze_journal,
     day_totals,
     totals_of,
@@ -180,6 +182,52 @@ def test_check1_repeated_record() -> None:
     lines.insert(14, lines[13])  # record 14 twice
     reason = held(lines)
     assert "check 1: record 14 comes after record 14" in reason
+
+
+def stored(lines: list[str]) -> list[tuple[int, bytes]]:
+    """Lines as the journal store gives them: under their own number."""
+    return [(int(ln.split("\t", 1)[0]), ln.encode("cp932")) for ln in lines]
+
+
+def test_check1_record_kept_aside_holds_the_day_it_came_in() -> None:
+    lines = small_day()
+    other = lines[13].replace("\t20250110", "\t20250111", 1).encode("cp932")
+    pairs: list[Line] = list(stored(lines))
+    pairs.insert(15, OutOfPlace(14, other, 15))  # 14 again, other bytes, after 15 was stored
+    day = only_day(pairs)  # type: ignore[arg-type]
+    assert day.status == "held"
+    assert day.reason == ("check 1: record 14 comes after record 15, numbers must grow by 1 "
+                          "(records 14, 15)")
+    # no part of the day: the figures are the day's own
+    assert day.totals == only_day(stored(lines)).totals  # type: ignore[arg-type]
+
+
+def test_check1_record_kept_aside_between_days_holds_the_next_day() -> None:
+    lines = small_day() + small_day(22, D2, receipt=4, movement=2)
+    pairs: list[Line] = list(stored(lines))
+    pairs.insert(21, OutOfPlace(3, b"3\tT\tgarbage", 21))  # after the first day's Z
+    analysis = analyze_journal(pairs)
+    assert [d.status for d in analysis.days] == ["accepted", "held"]
+    assert analysis.days[1].reason == ("check 1: record 3 comes after record 21, numbers "
+                                       "must grow by 1 (records 3, 21)")
+    assert analysis.closes == tuple(d.day.close for d in analysis.days if d.day)
+
+
+def test_assembler_keeps_an_aside_after_the_last_forgotten_record() -> None:
+    lines = small_day() + small_day(22, D2, receipt=4, movement=2)
+    asm = JournalAssembler()
+    asm.extend(stored(lines[:21]))
+    asm.extend([OutOfPlace(5, b"5\tX", 21), OutOfPlace(6, b"6\tX", 20)])
+    asm.forget_through(21)  # the first day's Z: the aside that came after it stays
+    asm.extend(stored(lines[21:]))
+    [day] = asm.analyze().days
+    assert day.reason == ("check 1: record 5 comes after record 21, numbers must grow by 1 "
+                          "(records 5, 21)")
+
+
+def test_gap_in_stored_numbers_reads_as_decode_reads_the_file() -> None:
+    lines = [ln for ln in small_day() if not ln.startswith("14\t")]
+    assert only_day(stored(lines)).reason == held(lines)  # type: ignore[arg-type]
 
 
 def test_check1_close_date_must_be_the_open_date() -> None:

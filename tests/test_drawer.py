@@ -18,8 +18,8 @@ from gatewayd.drivers.drawer import (
     calibrate_drawer,
     kick_command,
 )
-from gatewayd.drivers.printer import PrinterMonitor, calibrate_drawer_on
-from gatewayd.drivers.printer_settings import DrawerSettings, PinLevel
+from gatewayd.drivers.printer import PrinterMonitor, calibrate_drawer_on, kick_once
+from gatewayd.drivers.printer_settings import DrawerSettings, PinLevel, PrinterSettings
 from gatewayd.errors import PrinterUnavailable
 from gatewayd.sim.printer import PtyPrinterSimulator
 
@@ -239,3 +239,51 @@ def test_calibration_without_change_says_so() -> None:
     assert "検出できませんでした" in result.message
     silent = calibrate_drawer(lambda: None, say=lambda _: None)
     assert not silent.ok and "応答しません" in silent.message
+
+
+class _StatusOnlyLink:
+    """A printer that answers DLE EOT n with fixed bytes and records every write."""
+
+    def __init__(self, replies: dict[int, int]) -> None:
+        self.replies = replies
+        self.written: list[bytes] = []
+        self.description = "test printer"
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def query(self, request: bytes, timeout: float) -> int | None:
+        return self.replies[request[-1]]
+
+    def wait_sent(self, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# cover open (n=2 bit 2) or paper end (n=4 bits 5-6, n=2 bit 5) with n=1's offline bit clear
+@pytest.mark.parametrize("replies", [
+    {1: 0x12, 2: 0x16, 3: 0x12, 4: 0x12},
+    {1: 0x12, 2: 0x12, 3: 0x12, 4: 0x72},
+    {1: 0x12, 2: 0x32, 3: 0x12, 4: 0x12},
+], ids=["cover-open", "paper-end-sensor", "paper-end-stop"])
+def test_kick_refused_on_cover_open_or_paper_end_without_the_offline_bit(
+        replies: dict[int, int]) -> None:
+    link = _StatusOnlyLink(replies)
+    printer = PrinterSettings(device="/dev/null")
+    with pytest.raises(PrinterUnavailable) as caught:
+        kick_once(printer, DrawerSettings(), link_factory=lambda _: link)
+    assert "ドロワーを開けられません" in caught.value.staff_message
+    monitor = PrinterMonitor(printer, DrawerSettings(), link_factory=lambda _: link)
+    try:
+        with pytest.raises(PrinterUnavailable):
+            monitor.kick_drawer()
+    finally:
+        monitor.stop()
+    assert not any(b"\x1bp" in data for data in link.written)
+
+
+def test_kick_goes_out_when_paper_is_only_near_its_end() -> None:
+    link = _StatusOnlyLink({1: 0x12, 2: 0x12, 3: 0x12, 4: 0x1E})
+    kick_once(PrinterSettings(device="/dev/null"), DrawerSettings(),
+              link_factory=lambda _: link)
+    assert any(data.startswith(b"\x1bp") for data in link.written)

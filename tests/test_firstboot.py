@@ -214,3 +214,51 @@ def test_page_urls_from_settings(tmp_path: Path) -> None:
     cfg.write_text(base + "\n[web]\nport = 8181\n")
     urls = firstboot.page_urls(load_settings(cfg), address="10.0.0.5")
     assert urls[0].endswith(".local:8181/") and urls[1] == "http://10.0.0.5:8181/"
+
+
+# ---- issue 12 (10): an invalid file keeps no secret field on the card ---------------------
+
+METRICS = "m3tr1cs-" + "QwErTy0123456789AbCdEfGhIjKlMnOp"
+PAGE_PASSWORD = "hunter2-" + "ZXCVBNM"
+
+
+def test_invalid_file_left_on_the_card_keeps_no_secret_field(tmp_path: Path) -> None:
+    """metrics_token and any other secret key leave the card, not only client_secret."""
+    boot, etc, cred = _dirs(tmp_path)
+    text = INVALID.format(secret=SECRET) + (
+        f'\n[web]\naddress = "0.0.0.0"\nmetrics_token = "{METRICS}"   # for Prometheus\n'
+        f'\n[notify]\nsmtp_password = \'{PAGE_PASSWORD}\'\nclient_secret_file = "/etc/x"\n')
+    (boot / "gatewayd.toml").write_text(text)
+    result = _import(boot, etc, cred)
+    assert result.status == "invalid"
+    left = (boot / "gatewayd.toml").read_text()
+    assert "baudrate = 12345" in left and 'address = "0.0.0.0"' in left  # still to fix
+    assert 'client_secret_file = "/etc/x"' in left  # a path, not a secret
+    for secret in (SECRET, METRICS, PAGE_PASSWORD):
+        for path in boot.rglob("*"):
+            assert secret.encode() not in path.read_bytes(), f"{secret} left in {path}"
+    assert "metrics_token: removed from the card" in left
+    rejected = list((etc / "rejected").iterdir())
+    assert len(rejected) == 1 and METRICS in rejected[0].read_text()  # nothing lost
+    assert stat.S_IMODE(rejected[0].stat().st_mode) == 0o600
+
+
+def test_a_bad_secret_value_is_blanked_in_the_error_file(tmp_path: Path) -> None:
+    boot, etc, cred = _dirs(tmp_path)
+    short = "short-but-secret-9"
+    (boot / "gatewayd.toml").write_text(
+        VALID.format(secret=SECRET) + f'\n[web]\nmetrics_token = "{short}"\n')
+    result = _import(boot, etc, cred)
+    assert result.status == "invalid"
+    error = (boot / "gatewayd.toml.error.txt").read_text()
+    assert "web.metrics_token" in error and short not in error
+    assert all(short.encode() not in p.read_bytes() for p in boot.rglob("*"))
+
+
+def test_inline_secret_field_takes_the_whole_file_off_the_card(tmp_path: Path) -> None:
+    boot, etc, cred = _dirs(tmp_path)
+    (boot / "gatewayd.toml").write_text(
+        INVALID.format(secret=SECRET) + f'\nweb = {{ metrics_token = "{METRICS}" }}\n')
+    assert _import(boot, etc, cred).status == "invalid"
+    assert not (boot / "gatewayd.toml").exists()
+    assert all(METRICS.encode() not in p.read_bytes() for p in boot.rglob("*"))

@@ -27,6 +27,7 @@ from gatewayd.protocol.frames import (
     pack_records,
     parse_record_no,
     parse_status_info,
+    place_records,
     split_journal_data,
 )
 
@@ -463,17 +464,43 @@ def test_record_numbers() -> None:
 def test_split_journal_data() -> None:
     chunk = split_journal_data(5, b"5\tT\n6\tL\n7\tE\n")
     assert chunk.lines == (b"5\tT", b"6\tL", b"7\tE") and chunk.problem is None
-    assert chunk.last_no == 7 and chunk.mismatched == ()
     partial = split_journal_data(5, b"5\tT\n6\tL")
     assert partial.lines == (b"5\tT",) and "partial" in (partial.problem or "")
-    assert partial.last_no == 5
-    # records are placed by position; a field 1 that disagrees is kept and reported
-    gap = split_journal_data(5, b"5\tT\n7\tL\n")
-    assert gap.lines == (b"5\tT", b"7\tL") and gap.mismatched == (6,)
-    garbled = split_journal_data(5, b"x\tT\n6\tL\n")
-    assert garbled.lines == (b"x\tT", b"6\tL") and garbled.mismatched == (5,)
     empty = split_journal_data(9, b"")
-    assert empty.lines == () and empty.problem is None and empty.last_no == 8
+    assert empty.lines == () and empty.problem is None
+
+
+def test_place_records_uses_each_records_own_number() -> None:
+    plain = place_records(4, [b"5\tT", b"6\tL", b"7\tE"])
+    assert plain.records == ((5, b"5\tT"), (6, b"6\tL"), (7, b"7\tE"))
+    assert (plain.gaps, plain.unnumbered, plain.late, plain.last) == ((), (), (), 7)
+    # the register skipped 6, and 9-10: never stored one number too low
+    gap = place_records(4, [b"5\tT", b"7\tL", b"8\tX", b"11\tE"])
+    assert [n for n, _ in gap.records] == [5, 7, 8, 11]
+    assert gap.gaps == ((6, 6), (9, 10)) and gap.missing == 3 and gap.last == 11
+    # J 5 answered from 488 on (a gap right at the start of the answer)
+    first = place_records(4, [b"488\tO"])
+    assert first.gaps == ((5, 487),) and first.last == 488
+
+
+def test_place_records_unreadable_number_takes_the_next_one() -> None:
+    garbled = place_records(4, [b"x\tT", b"6\tL", b"06\tX", b"\tE"])
+    assert [n for n, _ in garbled.records] == [5, 6, 7, 8]
+    assert garbled.unnumbered == (5, 7, 8) and garbled.gaps == () and garbled.last == 8
+    # after a gap, "next" is after the highest number so far
+    after_gap = place_records(0, [b"1\tO", b"5\tT", b"?\tL"])
+    assert [n for n, _ in after_gap.records] == [1, 5, 6]
+
+
+def test_place_records_repeats_and_backwards_are_late() -> None:
+    back = place_records(4, [b"5\tT", b"7\tL", b"6\tX", b"7\tL", b"3\tE", b"8\tP"])
+    assert [n for n, _ in back.records] == [5, 7, 6, 7, 3, 8]
+    assert back.late == (6, 7, 3) and back.gaps == ((6, 6),) and back.last == 8
+    # a garbled record claims the next number: the readable one after it comes late
+    claimed = place_records(4, [b"x\tT", b"5\tL"])
+    assert [n for n, _ in claimed.records] == [5, 5] and claimed.late == (5,)
+    only_old = place_records(9, [b"8\tT", b"9\tL"])
+    assert only_old.late == (8, 9) and only_old.last == 9
 
 
 def test_pack_records() -> None:

@@ -230,3 +230,28 @@ def test_codes_and_segments_are_off_in_the_seed_company(freee: Freee):
     assert validation_messages(freee.post_deal(both)) == [
         "partner_id と partner_code は同時に指定できません。",
         "取引先コードが有効になっていないため partner_code は使用できません。"]
+
+
+def test_minus_lines_on_an_income_deal_are_deduction_lines(freee: Freee):
+    """A `day` deal of the gateway: sales, a cash-short minus line, an OUT movement minus line
+    (対象外, vat omitted), settled through cash by the net (schema: a negative amount is a
+    控除・マイナス行)."""
+    body = freee.sale(11000)
+    ex = {"account_item_id": freee.account("雑損失"), "tax_code": 2, "amount": -150}
+    out = {"account_item_id": freee.account("仮払金"), "tax_code": 2, "amount": -300}
+    taxed = {"account_item_id": freee.account("売上高"), "tax_code": 129, "amount": -1100}
+    body["details"] += [ex, out, taxed]
+    body["payments"][0]["amount"] = 11000 - 150 - 300 - 1100
+    deal = freee.post_deal(body).json()["deal"]
+    assert deal["amount"] == 9450 and deal["status"] == "settled"
+    assert [(d["amount"], d["vat"], d["entry_side"]) for d in deal["details"]] == [
+        (11000, 1000, "credit"),
+        (-150, 0, "credit"),
+        (-300, 0, "credit"),
+        (-1100, -100, "credit"),  # computed vat has the minus line's sign
+    ]
+    assert "（控除・マイナス行）" in freee.server.control.books_html()
+    # the payments still may not exceed the net amount
+    body["payments"][0]["amount"] = 9451
+    assert validation_messages(freee.post_deal(body)) == [
+        "支払金額の合計 (9,451円) が取引金額 (9,450円) を超えています。"]

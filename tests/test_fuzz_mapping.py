@@ -150,10 +150,16 @@ def check_money(day: BusinessDay, plan: DayPlan, reg: RegisterSettings) -> None:
     assert len(set(refs)) == len(refs), "two postings share a ref_number"
     assert all(r.startswith(prefix) for r in refs)
     sales = [p for p in plan.postings if p.ref_number[len(prefix):].split("-")[0] == "S"]
-    assert sum(d.amount for p in sales for d in p.details) == day.close.gross_total
-    assert sum(d.vat or 0 for p in sales for d in p.details) == plan.totals.tax
+    # `day` folds the cash difference and 対象外 movements into S as item-less lines (§3.2)
+    lines = [d for p in sales for d in p.details if d.item is not None]
+    folded = [d for p in sales for d in p.details if d.item is None]
+    assert sum(d.amount for d in lines) == day.close.gross_total
+    assert sum(d.vat or 0 for d in lines) == plan.totals.tax
     movements = [p for p in plan.postings if p.ref_number[len(prefix):].startswith("M")]
-    assert [p.amount for p in movements] == [m.amount for m in day.movements]
+    folded_moves = [abs(d.amount) for d in folded if not d.description.endswith(" 現金過不足")]
+    assert sorted([p.amount for p in movements] + folded_moves) == sorted(
+        m.amount for m in day.movements
+    )
     for p in plan.postings:
         assert p.issue_date == day.business_date
         if p.kind is PostingKind.TRANSFER:

@@ -36,7 +36,7 @@ def feed(ingest: RegisterIngest, lines: list[str], batch: int = 37) -> None:
     raw = [line.encode("cp932") for line in lines]
     start = ingest.last_stored_record()
     for i in range(start, len(raw), batch):
-        ingest.store_records(i + 1, raw[i : i + batch])
+        ingest.store_records(list(enumerate(raw[i : i + batch], start=i + 1)))
         ingest.process()
 
 
@@ -110,10 +110,45 @@ def test_crash_before_save_tells_again(tmp_path: Path) -> None:
 
     crashing = Crashing()
     ingest = RegisterIngest(store, REG, crashing)
-    ingest.store_records(1, [line.encode("cp932") for line in lines])
+    ingest.store_records(list(enumerate((line.encode("cp932") for line in lines), start=1)))
     with pytest.raises(KeyboardInterrupt):
         ingest.process()
     assert store.days("0001-01") == []
     listener = Listener()
     RegisterIngest(JournalStore.in_state_dir(tmp_path), REG, listener).process()
     assert [e[:2] for e in listener.events] == [("accepted", START)]
+
+
+def own(lines: list[str]) -> list[tuple[int, bytes]]:
+    return [(int(line.split("\t", 1)[0]), line.encode("cp932")) for line in lines]
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_record_kept_aside_holds_the_day_it_came_in(tmp_path: Path, restart: bool) -> None:
+    lines = generate_journal(5, 3, START, receipts_per_day=6)
+    opens = [i for i, line in enumerate(lines) if "\tO\t" in line]
+    store = JournalStore.in_state_dir(tmp_path)
+    listener = Listener()
+    ingest = RegisterIngest(store, REG, listener)
+    ingest.store_records(own(lines[: opens[1] + 4]))
+    ingest.process()  # day 1 accepted, day 2 open
+    late = lines[2].replace("\t", "\t\t", 1).encode("cp932")  # record 3 again, other bytes
+    # the late record comes with the next records, before the main loop read them
+    assert ingest.store_records([*own(lines[opens[1] + 4 : opens[1] + 8]), (3, late)]) == (
+        opens[1] + 8)
+    assert store.conflicts("0001-01") == [(3, late)]
+    after = opens[1] + 8  # the highest number stored when it came
+    if restart:  # before day 2 closed: the aside is taken in again, where it came
+        listener = Listener()
+        ingest = RegisterIngest(JournalStore.in_state_dir(tmp_path), REG, listener)
+    else:
+        ingest.process()
+    ingest.store_records(own(lines[opens[1] + 8 :]))
+    ingest.process()
+    reason = f"check 1: record 3 comes after record {after}, numbers must grow by 1"
+    held = [e for e in listener.events if e[0] == "held"]
+    assert len(held) == 1 and held[0][1] == date(2025, 1, 11)
+    assert str(held[0][2]).startswith(f"{reason} (records 3, {after})")
+    assert "comes after" not in str(held[0][2])[len(reason):]  # taken in once
+    assert [e[1] for e in listener.events if e[0] == "accepted"] == (
+        [date(2025, 1, 12)] if restart else [START, date(2025, 1, 12)])

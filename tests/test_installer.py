@@ -21,6 +21,33 @@ SECRET = "installer-test-secret-0123456789"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash missing")
 
 
+def probe_wheel(out_dir: Path, version: str = "1.0") -> Path:
+    """A tiny dependency wheel: the locked set that install.sh must install (offline)."""
+    dist = f"gatewayd_lock_probe-{version}.dist-info"
+    files = {
+        "gatewayd_lock_probe.py": b"LOCKED = True\n",
+        f"{dist}/METADATA": (f"Metadata-Version: 2.1\nName: gatewayd-lock-probe\n"
+                             f"Version: {version}\n").encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test_installer\n"
+                         b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{name},," for name in files] + [f"{dist}/RECORD,,"]
+    files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheel = out_dir / f"gatewayd_lock_probe-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 1, 0, 0, 0)), data)
+    return wheel
+
+
+def write_lock(checkout: Path, wheel: Path, *, digest: str | None = None) -> None:
+    """Replace the checkout's requirements.lock by one that pins the probe wheel."""
+    digest = digest or hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (checkout / "requirements.lock").write_text(
+        f"gatewayd-lock-probe==1.0 \\\n    --hash=sha256:{digest}\n")
+
+
 def build_wheel(out_dir: Path, src: Path = REPO) -> Path:
     """A wheel of the checkout's gatewayd package, built offline (no build backend needed)."""
     version = "0.1.0"
@@ -83,6 +110,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(REPO / item, dest / item, ignore=ignore)
     for item in ("install.sh", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / item, dest / item)
+    write_lock(dest, probe_wheel(dest.parent / "wheelhouse"))  # offline stand-in for the lock
     return dest
 
 
@@ -101,11 +129,15 @@ def test_install_twice_then_uninstall(tmp_path: Path, wheel: Path, checkout: Pat
     (boot / "gatewayd.toml").write_text(
         (checkout / "etc/gatewayd.toml").read_text().replace(
             "[freee]\n", f'[freee]\nclient_secret = "{SECRET}"\n', 1))
-    args = ("--root", str(root), "--wheel", str(wheel), "--pip-args", "--no-deps --no-index")
+    wheelhouse = checkout.parent / "wheelhouse"
+    args = ("--root", str(root), "--wheel", str(wheel),
+            "--pip-args", f"--no-index --find-links {wheelhouse}")
     script = checkout / "install.sh"
 
     first = run_installer(*args, script=script)
     assert "no changes" not in first.stdout
+    site = next((root / "opt/gatewayd/venv/lib").glob("python3*/site-packages"))
+    assert (site / "gatewayd_lock_probe.py").is_file(), "the locked dependencies were installed"
 
     units = root / "etc/systemd/system"
     for unit in ("gatewayd.service", "gatewayd-firstboot.service", "gatewayd-retry.timer"):
@@ -201,3 +233,51 @@ def test_prepare_boot_hooks_into_imager_firstrun(tmp_path: Path, checkout: Path)
     assert lines[hooks[0] + 1] == "rm -f /boot/firstrun.sh"  # before Imager removes itself
     assert "enable_ssh" in lines[2]
     assert (boot / "cmdline.txt").read_text().count("systemd.run=") == 1
+
+
+def test_installer_refuses_a_dependency_whose_hash_differs(
+    tmp_path: Path, wheel: Path, checkout: Path
+) -> None:
+    """A tampered file in the wheel source (or a swapped mirror) stops the install."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(checkout, copy)
+    wheelhouse = checkout.parent / "wheelhouse"
+    write_lock(copy, next(wheelhouse.glob("*.whl")), digest="0" * 64)
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(
+        ["bash", str(copy / "install.sh"), "--root", str(tmp_path / "root"), "--wheel",
+         str(wheel), "--pip-args", f"--no-index --find-links {wheelhouse}"],
+        capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert proc.returncode != 0
+    assert "hash" in proc.stderr.lower(), proc.stderr
+    assert not (tmp_path / "root/opt/gatewayd/venv/bin/gatewayd").exists()
+
+
+def test_installer_installs_only_with_hashes() -> None:
+    """install.sh's dependency step is pip --require-hashes on the lock, nothing else."""
+    text = INSTALL.read_text()
+    pip_lines = [ln for ln in text.splitlines() if "-m pip install" in ln]
+    assert pip_lines, "no pip install in install.sh"
+    joined = text.replace("\\\n", " ")
+    assert "--require-hashes --no-deps $PIP_ARGS -r \"$SRC/requirements.lock\"" in joined
+    assert "--force-reinstall --no-deps" in joined  # gatewayd itself: no dependency resolution
+
+
+def test_lock_file_pins_every_dependency_with_hashes() -> None:
+    """requirements.lock (scripts/lock.sh) covers pyproject's dependencies, all hashed."""
+    import re
+    import tomllib
+
+    lock = (REPO / "requirements.lock").read_text()
+    assert "uv" in lock.splitlines()[0]  # made by the standard tool, not by hand
+    entry = (r"^([A-Za-z0-9_.-]+)==(\S+)(?: ;[^\\\n]*)?"
+             r"((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})+)")
+    entries = re.findall(entry, lock, flags=re.M)
+    pinned = {name.lower().replace("_", "-") for name, _, _ in entries}
+    requirement_lines = [ln for ln in lock.splitlines() if re.match(r"^[A-Za-z0-9]", ln)]
+    assert len(entries) == len(requirement_lines), "a requirement without hashes"
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        name = re.match(r"[A-Za-z0-9_.-]+", dep)
+        assert name is not None
+        assert name.group(0).lower().replace("_", "-") in pinned, f"{dep} not in the lock"

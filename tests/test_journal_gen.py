@@ -22,6 +22,7 @@ from gatewayd.sim.journal_gen import (
     generate_reclose,
     inject_fault,
     new_generator,
+    skip_number,
     tax_of,
 )
 
@@ -107,6 +108,29 @@ def test_injected_faults_hold_the_day_with_their_check(seed: int, fault: str,
         assert set(checks_of(last.reason)) == {"format"}
     if fault == "duplicate_date":
         assert "already closed by record" in (last.reason or "")
+    if fault in ("gap", "gap_before_open"):  # nothing lost: the missing number is all
+        assert checks_of(last.reason) == ["check 1"] and " is missing (" in (last.reason or "")
+
+
+def test_skip_number_shifts_the_rest_and_the_z_that_names_them() -> None:
+    lines = generate_journal(4, 3, START, receipts_per_day=3, recloses=[Reclose(1, 2)])
+    second_open = [i for i, ln in enumerate(lines) if ln.split("\t")[1] == "O"][1]
+    skipped = int(lines[second_open].split("\t")[0])
+    out = skip_number(lines, second_open)
+    numbers = [int(ln.split("\t")[0]) for ln in out]
+    assert numbers == [*range(1, skipped), *range(skipped + 1, len(lines) + 2)]
+    assert [ln.split("\t", 1)[1] for ln in out] != [ln.split("\t", 1)[1] for ln in lines]
+    for before, after in zip(lines, out, strict=True):  # only numbers moved
+        b, a = before.split("\t"), after.split("\t")
+        if b[1] == "Z":
+            first = int(b[11])
+            assert int(a[11]) == (first + 1 if first >= skipped else first)
+            b[11] = a[11]
+        assert b[1:] == a[1:]
+    days = analyze_journal(out).days
+    assert [d.status for d in days] == ["accepted", "held", "accepted"]
+    assert days[1].reason == f"check 1: record {skipped} is missing (records {skipped - 1}, " \
+        f"{skipped + 1})"
 
 
 @FAST

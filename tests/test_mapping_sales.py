@@ -145,7 +145,7 @@ def test_receipt_two_payments_of_one_method_make_one_line() -> None:
     # class 10: 1100·500/1300 = 423.08, 253.85, 423.08 → 423, 254, 423 (fractions .08 .85 .08)
     assert [(d.tax, d.amount, d.vat) for d in cash.details] == [
         (T10, 423 + 423, 39 + 38),  # tax 100: 38.45, 23.09, 38.45 → 39, 23, 38 (tie: earlier)
-        ("非課税売上", 77 + 77, 0),
+        ("非課売上", 77 + 77, 0),
     ]
     assert sum(d.amount for d in p.postings[1].details) == 300
 

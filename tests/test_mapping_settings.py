@@ -86,7 +86,7 @@ def test_defaults_of_section_2() -> None:
     assert [s.tax_names[c] for c in TaxClass] == [
         "課税売上10%",
         "課税売上8%（軽）",
-        "非課税売上",
+        "非課売上",
         "対象外",
     ]
     assert s.method_rule(Method.CASH) == MethodRule(walletable="現金")

@@ -311,8 +311,21 @@ def test_mapping_only_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert run_plan(tmp_path, DAY1, "--store", "0001", "--terminal", "01", config=config) == 0
     (plan,) = output(capsys)
     assert plan["granularity"] == "day"
-    assert [q["ref_number"][-1:] for q in plan["postings"]] == ["S", "D", "1"]
-    assert plan["postings"][0]["details"][0]["section"] == "本店"
+    # the cash difference and the IN movement (default rule: 仮受金, 対象外) fold into S
+    (deal,) = plan["postings"]
+    assert deal["ref_number"] == "POS-0001-01-20250110-S"
+    assert deal["details"][0]["section"] == "本店"
+    assert [
+        (d["account_item"], d["tax"], d["amount"], d["vat"], d["item"], d["description"])
+        for d in deal["details"][-2:]
+    ] == [
+        ("雑損失", "対象外", -100, 0, None, "店舗0001 現金過不足"),
+        ("仮受金", "対象外", 5000, 0, None, "R02"),
+    ]
+    assert all(d["section"] == "本店" for d in deal["details"])
+    assert sum(d["amount"] for d in deal["details"]) == 1640 - 100 + 5000
+    # CASH 1000 + difference −100 + IN 5000 into the drawer; CREDIT stays unsettled
+    assert deal["payments"] == [{"date": "2025-01-10", "walletable": "現金", "amount": 5900}]
 
 
 def test_options_pick_the_configured_register_overrides(

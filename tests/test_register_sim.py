@@ -24,8 +24,10 @@ from gatewayd.protocol.frames import (
     RefusalReason,
     encode_request,
     parse_status_info,
+    record_number_field,
     split_journal_data,
 )
+from gatewayd.sim.journal_gen import skip_number
 from gatewayd.sim.register import (
     LineFaults,
     RegisterSimulator,
@@ -116,7 +118,7 @@ def test_j_packs_whole_records_up_to_4096_bytes(make: Callable[..., Rig]) -> Non
     chunk = split_journal_data(1, resp.data)
     rec = encoded(journal)
     count = len(chunk.lines)
-    assert list(chunk.lines) == rec[:count] and chunk.mismatched == ()
+    assert list(chunk.lines) == rec[:count]
     assert len(resp.data) + len(rec[count]) + 1 > 4096  # the next one would not fit
     assert c.ask(0x21, "J", str(len(journal)).encode()).data == rec[-1] + b"\n"
     assert c.ask(0x22, "J", str(len(journal) + 1).encode()).data == b""
@@ -320,13 +322,30 @@ def test_journal_starting_after_freed_records(make: Callable[..., Rig]) -> None:
     assert c.ask(0x22, "J", b"500").data.startswith(b"500\t")
 
 
-def test_gap_in_journal_is_served_by_position(make: Callable[..., Rig]) -> None:
-    journal = fixture_journal(days=1, receipts=1)
-    del journal[3]  # the register lost record 4: field 1 jumps from 3 to 5
+def test_gap_in_journal_is_served_under_own_numbers(make: Callable[..., Rig]) -> None:
+    journal = skip_number(fixture_journal(days=1, receipts=1), 3)  # no record 4: 3, then 5
     sim, c = make(journal)
-    chunk = split_journal_data(1, c.ask(0x20, "J", b"1").data)
-    assert chunk.mismatched == tuple(range(4, len(journal) + 1))
-    assert sim.last_record_no == len(journal)
+    info = parse_status_info(c.ask(0x20, "S").data)
+    assert info.last_record_no == len(journal) + 1  # the register's last record is its own
+    lines = split_journal_data(1, c.ask(0x21, "J", b"1").data).lines
+    assert [record_number_field(x) for x in lines] == [1, 2, 3, *range(5, len(journal) + 2)]
+    # J for the missing number serves from the next record that exists
+    assert c.ask(0x22, "J", b"4").data.startswith(b"5\t")
+    assert c.ask(0x23, "K", b"3").register_status.records_waiting
+    assert sim.uncommitted == len(journal) - 3
+    assert c.ask(0x24, "K", str(len(journal) + 1).encode()).data == str(len(journal) + 1).encode()
+    assert sim.committed == sim.last_record_no and sim.uncommitted == 0
+    assert not sim.register_status().records_waiting
+    assert sim.written_records() == [(record_number_field(x), x) for x in encoded(journal)]
+
+
+def test_swapped_records_are_served_in_journal_order(make: Callable[..., Rig]) -> None:
+    journal = fixture_journal(days=1, receipts=1)
+    journal[3], journal[4] = journal[4], journal[3]  # 5 is written before 4
+    _sim, c = make(journal)
+    lines = split_journal_data(4, c.ask(0x20, "J", b"4").data).lines
+    assert [record_number_field(x) for x in lines[:3]] == [5, 4, 6]
+    assert c.ask(0x21, "J", b"6").data.startswith(b"6\t")
 
 
 def test_unplug_removes_link_and_replug_restores_it(make: Callable[..., Rig],

@@ -91,7 +91,8 @@ def test_second_close_of_an_accepted_date_leaves_the_accepted_day_to_post(
             "mapping": {"tax_names": {"0": "非課売上"}},
             "freee": {"api_base_url": freee.base_url, "auth_base_url": freee.base_url,
                       "client_id": "gatewayd-emulator-client",
-                      "client_secret": "gatewayd-emulator-secret"},
+                      "client_secret": "gatewayd-emulator-secret",
+                      "send_spread": 0.0},
         })
         gateway = Gateway(settings, web=False)
         gateway.start()
@@ -170,7 +171,8 @@ def test_stop_does_not_wait_for_a_long_sync_step(tmp_path: Path) -> None:
             "mapping": {"tax_names": {"0": "非課売上"}, "granularity": "receipt"},
             "freee": {"api_base_url": freee.base_url, "auth_base_url": freee.base_url,
                       "client_id": "gatewayd-emulator-client",
-                      "client_secret": "gatewayd-emulator-secret"},
+                      "client_secret": "gatewayd-emulator-secret",
+                      "send_spread": 0.0},
         })
         gateway = Gateway(settings, web=False)
         gateway.start()

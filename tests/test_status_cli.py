@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import pytest
 from gatewayd.cli import main
 from gatewayd.cli.status import render_text
 from gatewayd.config import load_settings
+from gatewayd.errors import StorageError
 from gatewayd.ingest import RegisterIngest
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.sim.journal_gen import generate_journal
@@ -46,7 +51,7 @@ def test_status_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     lines[z] = "\t".join(fields)
     store = JournalStore.in_state_dir(settings.state_dir)
     ingest = RegisterIngest(store, settings.registers[0], Quiet())  # type: ignore[arg-type]
-    ingest.store_records(1, [line.encode("cp932") for line in lines])
+    ingest.store_records(list(enumerate((line.encode("cp932") for line in lines), start=1)))
     ingest.process()
     store.close()
 
@@ -82,3 +87,104 @@ def test_stale_snapshot_is_flagged() -> None:
 
     fresh = dict(old, snapshot_time=datetime.now(UTC).isoformat(timespec="seconds"))
     assert "STALE" not in render_text(fresh)
+
+
+def _stored_state(tmp_path: Path) -> Path:
+    """A config with two registers, only the first of which has anything stored."""
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text(CONFIG + CONFIG[CONFIG.index("[[registers]]"):].replace('"01"', '"02"'),
+                   encoding="utf-8")
+    settings = load_settings(cfg)
+    store = JournalStore.in_state_dir(settings.state_dir)
+    ingest = RegisterIngest(store, settings.registers[0], Quiet())  # type: ignore[arg-type]
+    lines = generate_journal(3, 1, date(2025, 1, 10), receipts_per_day=5)
+    ingest.store_records(1, [line.encode("cp932") for line in lines])
+    ingest.process()
+    store.close()
+    return cfg
+
+
+def _files(directory: Path) -> dict[str, tuple[bytes, int, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_mode)
+            for p in sorted(directory.iterdir())}
+
+
+def _assert_unchanged(directory: Path, before: dict[str, tuple[bytes, int, int]]) -> None:
+    """Every file as it was (bytes, mtime, mode); new files only SQLite's companions that
+    any reader of a WAL database creates when absent, with no data in the -wal."""
+    after = _files(directory)
+    for name, was in before.items():
+        assert after.get(name) == was, name
+    new = set(after) - set(before)
+    assert new <= {"journal.sqlite-wal", "journal.sqlite-shm"}, new
+    assert not after.get("journal.sqlite-wal", (b"",))[0]
+
+
+def test_status_changes_nothing_in_the_state_dir(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _stored_state(tmp_path)
+    state = tmp_path / "state"
+    before = _files(state)
+    assert main(["status", "--config", str(cfg)]) == 0
+    assert main(["status", "--config", str(cfg), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "register 0001-02" in out and "no closed day yet" in out
+    _assert_unchanged(state, before)  # not even a register row added for 0001-02
+
+
+def test_status_before_the_daemon_ever_ran_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text(CONFIG, encoding="utf-8")
+    assert main(["status", "--config", str(cfg)]) == 0
+    assert "no closed day yet" in capsys.readouterr().out
+    assert not (tmp_path / "state").exists()
+
+
+def _read_only_command(directory: Path, command: list[str]) -> list[str]:
+    """``command`` with ``directory`` unwritable even for root: a read-only bind mount in a
+    private mount namespace; for other users the write bits are enough."""
+    for path in directory.rglob("*"):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    directory.chmod(0o555)
+    if os.geteuid() != 0:
+        return command
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("root without mount namespaces: cannot make a read-only copy")
+    return ["unshare", "-m", "sh", "-c",
+            'mount --bind -o ro "$0" "$0" && touch "$0/probe" 2>/dev/null && exit 99; exec "$@"',
+            str(directory), *command]
+
+
+def test_status_reads_a_read_only_copy(tmp_path: Path) -> None:
+    cfg = _stored_state(tmp_path)
+    top = tmp_path / "copy"
+    copy = top / "state"
+    shutil.copytree(tmp_path / "state", copy)
+    ro_cfg = top / "gatewayd.toml"
+    ro_cfg.write_text(cfg.read_text(encoding="utf-8").replace('"state"', f'"{copy}"'),
+                      encoding="utf-8")
+    command = _read_only_command(top, [sys.executable, "-m", "gatewayd", "status",
+                                       "--config", str(ro_cfg)])
+    before = _files(copy)
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert "2025-01-10  受付済" in proc.stdout
+        assert _files(copy) == before  # and not even SQLite's companions could be made
+    finally:
+        for path in (top, *top.rglob("*")):
+            path.chmod(0o755)
+
+
+def test_a_read_only_store_refuses_writes(tmp_path: Path) -> None:
+    cfg = _stored_state(tmp_path)
+    store = JournalStore.in_state_dir(load_settings(cfg).state_dir, read_only=True)
+    try:
+        with pytest.raises(StorageError):
+            store.ensure_register("0001-03", "0001", "03")
+        assert store.register_ids() == ["0001-01"]
+    finally:
+        store.close()

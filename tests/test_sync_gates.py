@@ -24,7 +24,9 @@ def test_day_outside_the_fiscal_years_is_held_then_sent_once_a_year_exists(
     harness: Harness,
 ) -> None:
     svc = harness.service()
-    link(svc)
+    link(svc)  # creates the prefixed 品目 (the only writes before a day is sent)
+    linked = harness.transport.writes()
+    assert {w for w in linked} == {("POST", "/api/1/items")}
     days = make_days(2, date(2027, 1, 4))  # the seed company has 2025 and 2026 only
     accept(harness, svc, days)
     harness.run(svc)
@@ -33,7 +35,7 @@ def test_day_outside_the_fiscal_years_is_held_then_sent_once_a_year_exists(
     held = snap.days[0].held
     assert held is not None and held.cause is HeldCause.FISCAL_YEAR
     assert "会計年度" in held.detail and "2027-01-0" in held.detail
-    assert harness.transport.writes() == [] and harness.deals() == []
+    assert harness.transport.writes() == linked and harness.deals() == []
     # the accountant opens 2027 in freee: the held days leave by themselves
     harness.emulator.control.add_fiscal_year("2027-01-01", "2027-12-31")
     harness.clock.advance(svc.freee.recheck_interval + 1)
@@ -46,10 +48,10 @@ def test_day_outside_the_fiscal_years_is_held_then_sent_once_a_year_exists(
 
 def test_closed_year_and_month_end_hold(harness: Harness) -> None:
     svc = harness.service()
-    link(svc)
-    days = make_days(2, date(2025, 5, 10))
     year = harness.emulator.control.fiscal_year_of("2025-05-10")
     harness.emulator.control.set_fiscal_year(year["id"], month_end_date="2025-05-10")
+    link(svc)  # reads the masters (fiscal years with them) once
+    days = make_days(2, date(2025, 5, 10))
     accept(harness, svc, days)
     harness.run(svc)
     snap = svc.snapshot()

@@ -130,15 +130,18 @@ def test_payment_change_deletes_and_posts_again_under_the_same_ref(harness: Harn
 
 def test_granularity_change_deletes_first_then_posts(harness: Harness) -> None:
     svc, _days = synced(harness)
-    old_sales = sorted(d["ref_number"] for d in harness.deals() if "-S-" in d["ref_number"])
+    old = {d["ref_number"] for d in harness.deals()}
     svc = restart(harness, svc, granularity="day")
     plan = svc.plan_for(REGISTER, _days[0])
     report = svc.resend(REGISTER.register_id, DAY, DAY)
     assert plan.granularity.value == "day"  # this generated day fits one deal
-    assert sorted(report.days[0].delete) == old_sales
+    # the sales deals go, and so do the cash postings the day deal now carries (§3.2)
+    gone = sorted(old - {p.ref_number for p in plan.postings})
+    assert {r.split("-")[4][0] for r in gone} >= {"S"}
+    assert sorted(report.days[0].delete) == gone
     writes = writes_during(harness, lambda: harness.run(svc))
     methods = [m for m, _ in writes]
-    assert methods == ["DELETE"] * len(old_sales) + ["POST"]  # deletions go first
+    assert methods == ["DELETE"] * len(gone) + ["POST"]  # deletions go first
     refs = sorted(d["ref_number"] for d in harness.deals())
     assert refs == sorted(p.ref_number for p in plan.postings)
 

@@ -32,7 +32,7 @@ from web_fixtures import (
 )
 
 from gatewayd.errors import ConfigError
-from gatewayd.web.app import CSP, SESSION_COOKIE
+from gatewayd.web.app import CSP, LOGIN_COOKIE, SESSION_COOKIE
 from gatewayd.web.password import password_path, write_password
 from gatewayd.web.security import ABSOLUTE_LIFETIME, LoginLimiter
 from gatewayd.web.server import WebServer, check_bind_allowed
@@ -212,7 +212,8 @@ def test_logout_ends_the_session_server_side(
     old_cookie = client.cookies[SESSION_COOKIE]
     resp = client.post("/logout", data={"csrf": token})
     assert resp.status_code == 303
-    assert resp.headers["location"] == "/login"
+    assert resp.headers["location"] == "/login?bye=1"
+    assert "ログアウトしました" in client.get(resp.headers["location"]).text
     assert client.get("/").status_code == 303
     # replaying the old cookie and token after logout: refused
     with httpx.Client(base_url=server.url, cookies={SESSION_COOKIE: old_cookie}) as replay:
@@ -224,11 +225,17 @@ def test_logout_ends_the_session_server_side(
 
 
 def test_login_issues_a_fresh_session_id(client: httpx.Client) -> None:
-    client.get("/login")
-    before = client.cookies[SESSION_COOKIE]
-    login(client)
-    after = client.cookies[SESSION_COOKIE]
-    assert before != after
+    planted = "planted-by-an-attacker-" + "x" * 30
+    page = client.get("/login")
+    resp = client.post(
+        "/login",
+        data={"csrf": csrf_of(page.text), "password": PASSWORD},
+        headers={"cookie": f"{LOGIN_COOKIE}={page.cookies[LOGIN_COOKIE]}; "
+                 f"{SESSION_COOKIE}={planted}"},
+    )
+    assert resp.status_code == 303
+    after = resp.cookies[SESSION_COOKIE]
+    assert after != planted
     assert len(after) >= 40  # 256-bit token_urlsafe
 
 
@@ -262,11 +269,15 @@ def test_a_new_password_ends_every_session(tmp_path: Path, client: httpx.Client)
 def test_cookies_are_httponly_and_samesite_strict(client: httpx.Client) -> None:
     resp = client.get("/login")
     cookie = resp.headers["set-cookie"]
-    assert cookie.startswith(SESSION_COOKIE + "=")
+    assert cookie.startswith(LOGIN_COOKIE + "=")
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
     lang = client.get("/login?lang=en").headers.get_list("set-cookie")
     assert any("gatewayd_lang=en" in c and "HttpOnly" in c for c in lang)
+    resp = client.post("/login", data={"csrf": csrf_of(resp.text), "password": PASSWORD})
+    session = next(c for c in resp.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    assert "HttpOnly" in session and "samesite=strict" in session.lower()
+    assert "secure" not in session.lower()  # plain HTTP on loopback
 
 
 def test_login_redirect_never_leaves_the_site(client: httpx.Client) -> None:
@@ -295,9 +306,9 @@ def test_login_rate_limit_per_client_holds(client: httpx.Client, clock: FakeCloc
     assert int(blocked.headers["retry-after"]) > 0
     assert "ログインの試行が多すぎます" in blocked.text
     assert client.get("/").status_code == 303
-    clock.advance(10 * 60)
-    assert _try(client, PASSWORD).status_code == 429  # the window is 15 minutes
-    clock.advance(5 * 60 + 1)
+    clock.advance(20)
+    assert _try(client, PASSWORD).status_code == 429  # loopback waits at most 30 s
+    clock.advance(11)
     assert _try(client, PASSWORD).status_code == 303
     assert client.get("/").status_code == 200
 
@@ -312,16 +323,24 @@ def test_a_success_clears_the_client_failures(client: httpx.Client) -> None:
     assert _try(client, PASSWORD).status_code == 303
 
 
-def test_global_limit_blocks_remote_clients_but_not_loopback() -> None:
+def test_lockout_is_per_client_with_backoff() -> None:
     clock = FakeClock()
-    limiter = LoginLimiter(per_client=5, global_limit=30, window=900, clock=clock)
-    for i in range(30):  # a spray: one failure each from 30 addresses
-        assert limiter.retry_after(f"10.0.0.{i}") is None
-        limiter.failure(f"10.0.0.{i}")
-    assert limiter.retry_after("10.0.0.200") is not None  # a fresh address waits too
-    assert limiter.retry_after("127.0.0.1", loopback=True) is None  # the installer can log in
-    clock.advance(901)
-    assert limiter.retry_after("10.0.0.200") is None
+    limiter = LoginLimiter(free=5, base=60, max_wait=3600, clock=clock)
+    for i in range(30):  # a spray: five attempts each from 30 addresses
+        for _ in range(5):
+            assert limiter.acquire(f"10.0.0.{i}") is None
+    assert limiter.acquire("10.0.0.200") is None  # a fresh address is not locked out
+    assert limiter.acquire("127.0.0.1", loopback=True) is None  # nor the installer
+    waits = []
+    for _ in range(8):  # one address keeps trying: each lockout doubles, up to an hour
+        wait = limiter.retry_after("10.0.0.1")
+        assert wait is not None
+        waits.append(wait)
+        assert limiter.acquire("10.0.0.1") == wait  # refused, not counted
+        clock.advance(wait)
+        assert limiter.acquire("10.0.0.1") is None
+    assert waits[:4] == [60, 120, 240, 480]
+    assert waits[-1] == 3600
 
 
 # ---- headers -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("sim", "register"): ("gatewayd.cli.sim_register", "simulated register on a pseudo-terminal"),
     ("sim", "freee"): ("gatewayd.cli.sim_freee", "freee会計 API emulator on 127.0.0.1"),
     ("sim", "printer"): ("gatewayd.cli.sim_printer", "simulated ESC/POS printer on a pty"),
+    ("sim", "printer-register"): ("gatewayd.cli.sim_print_register", "a register that only prints"),
     ("drawer", "kick"): ("gatewayd.cli.drawer", "open the cash drawer now (ESC p)"),
     ("firstboot",): (
         "gatewayd.cli.firstboot", "import gatewayd.toml and secrets from /boot/firmware"
@@ -35,7 +36,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("link",): ("gatewayd.cli.link", "link the box to a freee会計 company (OAuth, PKCE)"),
     ("unlink",): ("gatewayd.cli.link", "revoke and delete the freee link"),
     ("resend",): ("gatewayd.cli.resend", "re-sync a day or a range of days with freee"),
+    ("freee", "conformance"): (
+        "gatewayd.cli.conformance",
+        "settle the freee facts against a freee test company (probe deals, table, JSON)",
+    ),
     ("passwd",): ("gatewayd.cli.passwd", "set the status page password (argon2 hash, mode 0600)"),
+    ("tap", "learn"): ("gatewayd.cli.tap_learn", "draft or check a print-tap template"),
 }
 
 

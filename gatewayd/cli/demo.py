@@ -51,6 +51,7 @@ class DemoOptions:
     granularity: str = "summary"
     reclose: bool = True
     hold_last_day: bool = False  # break one receipt of the last day: held by check 2
+    start_date: date | None = None  # the first business day; None: days + 1 days before today
 
 
 def approve(url: str) -> str:
@@ -108,6 +109,7 @@ api_base_url = "{freee_url}"
 auth_base_url = "{freee_url}"
 client_id = "gatewayd-demo"
 client_secret = "gatewayd-demo-secret"
+send_spread = 0.0          # one box: no spread of the sends after a close
 
 [printer]
 device = "{printer}"
@@ -133,7 +135,7 @@ class DemoRig:
         self.printer: PtyPrinterSimulator | None = None
         self.gateway: Gateway | None = None
         self.settings: Settings | None = None
-        self.start_date = date.today() - timedelta(days=opts.days + 1)
+        self.start_date = opts.start_date or date.today() - timedelta(days=opts.days + 1)
         self._loop: threading.Thread | None = None
 
     def start(self) -> DemoRig:
@@ -269,6 +271,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="status page port (0: any)")
     parser.add_argument("--granularity", choices=("summary", "receipt", "day"), default="summary")
     parser.add_argument(
+        "--start-date",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="first business day (default: the days end the day before yesterday)",
+    )
+    parser.add_argument(
         "--no-held-day",
         dest="hold_last_day",
         action="store_false",
@@ -291,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         web_port=args.port,
         granularity=args.granularity,
         hold_last_day=args.hold_last_day,
+        start_date=args.start_date,
     )
     rig = DemoRig(opts)
     log_path = opts.directory.parent / f"{opts.directory.name}.log"

@@ -1,8 +1,9 @@
 """``gatewayd drawer kick``: open the cash drawer now (ESC p on the receipt printer).
 
 The only way besides the status page that the gateway opens the drawer: an explicit command.
-It opens the printer itself, checks that it answers online (a kick buffered by a printer that
-is out of paper would open the drawer later, unasked), sends the kick and closes. The daemon
+It opens the printer itself, checks that it answers ready to print (not offline, cover open,
+paper end or error: a kick buffered by such a printer would open the drawer later, unasked),
+sends the kick and closes. The daemon
 keeps its own link; the port is not locked exclusively so this works while it runs (each side
 retries a status reply the other one took).
 """

@@ -4,12 +4,16 @@ Asks twice without echo (or reads one line with ``--stdin``, for provisioning sc
 checks the policy, and stores only an argon2id hash in the state directory
 (``web-password``, mode 0600, replaced atomically). Every open session ends: the page
 compares each session's hash fingerprint with the file.
+
+``--metrics-token`` instead prints a fresh random ``metrics_token`` line for ``[web]``
+(43 URL-safe characters, 256 bits) and changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import secrets
 import sys
 from pathlib import Path
 
@@ -30,6 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read the password from the first line of standard input (no prompt)",
     )
+    parser.add_argument(
+        "--metrics-token",
+        action="store_true",
+        help="print a new random metrics_token line for [web] and exit (changes nothing)",
+    )
 
 
 def _ask() -> str | None:
@@ -42,6 +51,9 @@ def _ask() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.metrics_token:
+        print(f'metrics_token = "{secrets.token_urlsafe(32)}"')
+        return 0
     settings = load_settings(args.config)
     state_dir = settings.state_dir
     if not state_dir.is_dir():

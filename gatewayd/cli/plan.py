@@ -28,6 +28,7 @@ from gatewayd.settings_reader import TableReader
 from gatewayd.sync.mapping import RECORDS_NOT_IN_FILE, close_totals, held_plan, plan_day
 from gatewayd.sync.mapping_settings import MappingSettings, mapping_from_table, parse_mapping
 from gatewayd.sync.plan import DayPlan, DayTotals
+from gatewayd.tap.plan_option import add_capture_arguments, plan_capture_file
 
 
 class PlanUsageError(GatewayError):
@@ -221,6 +222,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--store", metavar="CODE", help="store_code (with --terminal)")
     parser.add_argument("--terminal", metavar="NO", help="terminal_no (with --store)")
+    add_capture_arguments(parser)
 
 
 def read_journal(path: Path) -> list[bytes]:
@@ -241,8 +243,10 @@ def plans_json(plans: Iterable[DayPlan]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     config = load_plan_config(args.config)
     store, terminal, mapping = resolve_register(config, args.store, args.terminal)
-    lines = read_journal(args.journal)
-    plans = plan_journal(lines, store, terminal, mapping)
+    if args.template is not None:
+        plans = plan_capture_file(args.journal, args.template, store, terminal, mapping)
+    else:
+        plans = plan_journal(read_journal(args.journal), store, terminal, mapping)
     json.dump(plans_json(plans), sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -23,6 +23,7 @@ from gatewayd.sim.freee.config import (
     EmulatorConfig,
 )
 from gatewayd.sim.freee.core import Emulator
+from gatewayd.sim.freee.facts import parse_fact_spec
 from gatewayd.sim.freee.faults import KINDS, FaultRule, parse_spec
 from gatewayd.sim.freee.server import HOST, LISTENING_PREFIX, bind_socket, uvicorn_config
 
@@ -50,6 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "times, skip, probability, ms; kinds: " + ", ".join(KINDS))
     parser.add_argument("--fault-seed", type=int, default=None,
                         help="seed of the random choices of faults with a probability")
+    parser.add_argument("--fact", action="append", default=[], metavar="NAME=on|off",
+                        help="switch a fact rule (docs/freee-emulator.md, facts.py)")
     parser.add_argument("--audit-dir", type=Path, default=None,
                         help="record every API/token response as JSON lines here")
     parser.add_argument("--log-level", default="warning",
@@ -82,6 +85,18 @@ def _rules(specs: list[str]) -> list[FaultRule]:
     return rules
 
 
+def _facts(specs: list[str]) -> list[tuple[str, bool]]:
+    out = []
+    for spec in specs:
+        try:
+            out.append(parse_fact_spec(spec))
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="--fact", value=spec,
+                              staff_message="freee エミュレータの --fact 指定が正しくありません。"
+                              ) from exc
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -107,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     emu = Emulator(args.state, config, faults=rules, fault_seed=args.fault_seed,
                    audit_dir=args.audit_dir)
     try:
+        emu.facts.update(dict(_facts(args.fact)))
         server = _AnnouncingServer(uvicorn_config(emu, args.log_level), f"http://{HOST}:{port}")
         server.run(sockets=[sock])
     finally:

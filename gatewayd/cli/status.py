@@ -2,7 +2,9 @@
 
 Reads the journal store directly (WAL lets it read beside the running daemon) and the
 daemon's last snapshot file for live parts (link, devices, freee). Works with the daemon
-stopped, so an installer can always see where a day stands.
+stopped, so an installer can always see where a day stands. Read-only: the store is opened
+with SQLite's ``mode=ro`` and nothing in the state directory is created or changed (it works
+on a read-only copy too).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from gatewayd.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from gatewayd.drivers.printer import snapshot_lines
+from gatewayd.errors import StoreMissing
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.snapshot import read_snapshot
 
@@ -34,12 +37,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def collect(settings: Settings, days: int = 14) -> dict[str, Any]:
     """The status as plain data: the same content for text and JSON."""
-    store = JournalStore.in_state_dir(settings.state_dir)
+    try:
+        store: JournalStore | None = JournalStore.in_state_dir(settings.state_dir,
+                                                                read_only=True)
+    except StoreMissing:
+        store = None  # the daemon has not run yet: nothing stored, nothing to create
     try:
         snapshot = read_snapshot(settings.state_dir)
         registers = []
         for reg in settings.registers:
-            store.ensure_register(reg.register_id, reg.store_code, reg.terminal_no)
+            stored = store.days(reg.register_id, limit=days) if store is not None else []
             live = snapshot.get("registers", {}).get(reg.register_id, {})
             sync_days = snapshot.get("sync_days", {}).get(reg.register_id, {})
             registers.append(
@@ -49,7 +56,8 @@ def collect(settings: Settings, days: int = 14) -> dict[str, Any]:
                     "terminal_no": reg.terminal_no,
                     "store_name": reg.store_name,
                     "port": reg.port,
-                    "last_record_no": store.last_stored_record(reg.register_id),
+                    "last_record_no": (store.last_stored_record(reg.register_id)
+                                       if store is not None else 0),
                     "link": live.get("link"),
                     "days": [
                         {
@@ -67,7 +75,7 @@ def collect(settings: Settings, days: int = 14) -> dict[str, Any]:
                             if d.business_date
                             else None,
                         }
-                        for d in store.days(reg.register_id, limit=days)
+                        for d in stored
                     ],
                 }
             )
@@ -80,7 +88,8 @@ def collect(settings: Settings, days: int = 14) -> dict[str, Any]:
             "registers": registers,
         }
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 STALE_AFTER = 60.0  # the daemon rewrites its snapshot every 5 s

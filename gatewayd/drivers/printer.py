@@ -438,6 +438,10 @@ class StatusTracker:
 
 # --- the monitor --------------------------------------------------------------------------
 
+CHECKING = "checking"  # the condition and drawer state before the first poll
+CHECKING_MESSAGE = "確認中です（起動直後）。"
+
+
 @dataclass(frozen=True, slots=True)
 class PrinterSnapshot:
     """The printer, drawer and slip queue as the status page and metrics see them."""
@@ -465,7 +469,7 @@ class PrinterSnapshot:
 
     def to_dict(self) -> dict[str, object]:
         status = self.status or SILENT
-        return {
+        data: dict[str, object] = {
             "device": self.device,
             "condition": self.condition.value,
             "online": status.online,
@@ -485,6 +489,12 @@ class PrinterSnapshot:
                       "last_printed_at": (self.last_printed_at.isoformat()
                                           if self.last_printed_at else None)},
         }
+        if self.last_poll is None:  # not polled yet since the start: 確認中, never a fault
+            data.update(condition=CHECKING, online=None, answered=None, cover_open=None,
+                        paper_near_end=None, paper_end=None, error=None,
+                        staff_message=CHECKING_MESSAGE,
+                        drawer={**self.drawer.to_dict(), "state": CHECKING})
+        return data
 
 
 class PrinterMonitor:
@@ -726,7 +736,9 @@ def snapshot_lines(data: Mapping[str, Any]) -> list[str]:
 # --- one-shot helpers for commands ----------------------------------------------------------
 
 def _kick(driver: PrinterDriver, drawer: DrawerSettings, status: PrinterStatus) -> None:
-    if not status.online:
+    # can_print, not online: some printers report cover open / paper end without the
+    # offline bit, and a kick they buffer would still open the drawer later
+    if not status.can_print:
         raise PrinterUnavailable(
             f"drawer kick refused: printer {status.describe()}",
             staff_message="プリンターが使えない状態のため、ドロワーを開けられません。"

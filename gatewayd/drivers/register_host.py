@@ -1,9 +1,12 @@
 """The host side of REGLINK/1 (register-link.md sections 2a and 4): one register, one thread.
 
 Every ``poll_interval`` the host asks ``S``. When the register holds records the host has not
-stored, it reads them with ``J`` from its last stored record + 1, hands the whole records to
-the ``JournalSink``, and only after the sink returns (the records are durably committed)
-tells the register ``K n``. It repeats while records come.
+stored, it reads them with ``J`` from its last stored record + 1, numbers each record by its
+own field 1 (``place_records``: never by its place in the answer, so a number the register
+skipped stays a hole that the day checks report), hands them to the ``JournalSink``, and only
+after the sink returns (the records are durably committed) tells the register ``K n`` for the
+highest number stored — past any gap, so a register with a gap never fills up. It repeats
+while records come.
 
 The link rules live in ``request``: 500 ms for an answer (or a SYN, which restarts the wait),
 200 ms between bytes once an answer began, the same frame (same SEQ) resent up to 3 more
@@ -47,6 +50,7 @@ from gatewayd.protocol.frames import (
     Frame,
     FrameDecoder,
     FrameKind,
+    Placement,
     RegisterStatus,
     StatusInfo,
     encode_request,
@@ -55,6 +59,7 @@ from gatewayd.protocol.frames import (
     next_seq,
     parse_record_no,
     parse_status_info,
+    place_records,
     split_journal_data,
 )
 
@@ -70,11 +75,12 @@ class JournalSink(Protocol):
         """The highest record number durably stored for this register (0 when none)."""
         ...
 
-    def store_records(self, first_no: int, lines: Sequence[bytes]) -> int:
-        """Durably commit records ``first_no, first_no + 1, …`` (raw CP932 bytes, no LF).
+    def store_records(self, records: Sequence[tuple[int, bytes]]) -> int:
+        """Durably commit ``(number, raw)`` records (raw CP932 bytes, no LF), in the order sent.
 
-        Returns the last stored record number only once the records are on disk (fsync'd);
-        raises a ``StorageError`` when it cannot commit (then no ``K`` is sent).
+        Each is kept under its number, once (a repeat is not stored again). Returns the
+        highest stored record number only once the records are on disk (fsync'd); raises a
+        ``StorageError`` when it cannot commit (then no ``K`` is sent).
         """
         ...
 
@@ -119,7 +125,9 @@ class HostCounters:
     records_stored: int = 0
     commits: int = 0
     store_failures: int = 0
-    number_mismatches: int = 0
+    records_missing: int = 0  # numbers the register skipped (gaps in its journal)
+    unnumbered_records: int = 0  # records whose field 1 could not be read
+    late_records: int = 0  # records not numbered above every one before them
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,11 @@ class HostState:
     counters: HostCounters = field(default_factory=HostCounters)
     current_exception: BaseException | None = None  # current_error's exception (its class
     # says who acts: a StorageError is the box's disk, a LinkDown the cable)
+
+
+def _numbers(numbers: Sequence[int]) -> str:
+    shown = ", ".join(map(str, numbers[:10]))
+    return shown + (f" … ({len(numbers)})" if len(numbers) > 10 else "")
 
 
 class _Outcome:
@@ -477,28 +490,46 @@ class RegisterHost:
         chunk = split_journal_data(first, response.data)
         if chunk.problem:
             self.log.warning("J %d: %s", first, chunk.problem)
-        if chunk.mismatched:
-            self.counters.number_mismatches += len(chunk.mismatched)
-            self.log.warning(
-                "J %d: records %s carry another number in field 1; kept at their place",
-                first, ", ".join(map(str, chunk.mismatched[:10])))
         if not chunk.lines:
             if chunk.problem:
                 raise FrameDataError(f"J {first}: {chunk.problem}")
             return False, last
+        placement = place_records(last, chunk.lines)
+        self._note_numbers(first, placement)
         try:
-            stored = self.sink.store_records(first, chunk.lines)
+            stored = self.sink.store_records(placement.records)
         except StorageError as exc:
             self.counters.store_failures += 1
             self._error(exc, level=logging.ERROR)
             return False, last
         if stored <= last:
-            raise FrameDataError(f"sink stored nothing new after record {last}")
-        self.counters.records_stored += stored - last
+            raise FrameDataError(
+                f"J {first}: no record above {last} in the answer (numbers "
+                f"{_numbers(placement.late)}); nothing stored, nothing committed")
+        self.counters.records_stored += len(placement.records) - len(placement.late)
         with self._lock:
             self._last_stored = stored
         status = self.commit(stored)
         return status.records_waiting, stored
+
+    def _note_numbers(self, first: int, placement: Placement) -> None:
+        """Log and count what the numbers of one answer say about the register's journal."""
+        if placement.gaps:
+            self.counters.records_missing += placement.missing
+            self.log.warning(
+                "J %d: the register skipped record number(s) %s; stored the rest under their"
+                " own numbers, the day checks hold the day", first,
+                ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in placement.gaps[:10]))
+        if placement.unnumbered:
+            self.counters.unnumbered_records += len(placement.unnumbered)
+            self.log.warning(
+                "J %d: field 1 unreadable; stored at the next number: %s", first,
+                _numbers(placement.unnumbered))
+        if placement.late:
+            self.counters.late_records += len(placement.late)
+            self.log.warning(
+                "J %d: record number(s) %s do not grow; a repeat is stored once, other bytes"
+                " are kept aside", first, _numbers(placement.late))
 
     def _check_identity(self, info: StatusInfo) -> None:
         cfg = self.config

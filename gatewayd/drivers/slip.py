@@ -10,6 +10,7 @@ width (double-byte = full-width, single byte = half-width).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,6 +18,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gatewayd.protocol.records import METHOD_ORDER, TAX_CLASS_ORDER, Method, TaxClass
+from gatewayd.staff_dates import staff_date, staff_datetime
 
 
 class SlipStatus(StrEnum):
@@ -43,7 +45,51 @@ CLASS_LABELS: dict[TaxClass, str] = {
     TaxClass.EXEMPT: "非課税",
     TaxClass.OUT_OF_SCOPE: "対象外(不課税)",
 }
-_WEEKDAYS = "月火水木金土日"
+
+
+# What a held slip prints, by HeldCause value: plain Japanese for staff, no technical detail
+# (check numbers, English, command names): the status page behind the QR code has those.
+HELD_SLIP_TEXTS: Mapping[str, tuple[str, str]] = {
+    "day_check": (
+        "レジの精算データに合わないところがあります。",
+        "レジで再精算（再閉局）してください。直らないときは設置担当者に連絡してください。"
+        "データはゲートウェイに残っています。",
+    ),
+    "fiscal_year": (
+        "freee会計にこの日の会計年度がないか、締められています。",
+        "freee会計で会計年度を作成するか、締めを解除してください。直ると自動で送信します。",
+    ),
+    "missing_master": (
+        "設定にある勘定科目・税区分・口座などがfreee会計にありません。",
+        "設置担当者に連絡してください。直ると自動で送信します。",
+    ),
+    "link": (
+        "freee会計との連携が切れています。",
+        "ステータス画面の「freee会計との連携」から連携し直してください。"
+        "連携すると自動で送信します。",
+    ),
+    "edited_in_freee": (
+        "送信した後にfreee会計で取引が編集されました。",
+        "ステータス画面でこの日を開き、どちらの内容を残すか選んでください。",
+    ),
+    "refused": (
+        "freee会計が取引の登録を受け付けませんでした。",
+        "ステータス画面のfreeeのメッセージを設置担当者に伝えてください。",
+    ),
+    "needs_review": (
+        "freee会計に同じ管理番号の取引が複数あります。",
+        "freee会計で重複した取引を削除してから、ステータス画面でこの日を再送してください。",
+    ),
+}
+HELD_SLIP_FALLBACK = (
+    "送信を止めています。",
+    "ステータス画面で内容を確認し、わからないときは設置担当者に連絡してください。",
+)
+
+
+def held_slip_texts(cause: str | None) -> tuple[str, str]:
+    """理由 and 対応 for a held slip (``cause`` a ``HeldCause`` value; None/unknown: general)."""
+    return HELD_SLIP_TEXTS.get(cause or "", HELD_SLIP_FALLBACK)
 
 
 class DayTotalsLike(Protocol):
@@ -105,6 +151,34 @@ class SlipContent:
     @property
     def title(self) -> str:
         return f"{self.business_date.isoformat()} {self.status.label}"
+
+
+def status_page_url(*, slip_url: str | None, public_url: str | None, address: str, port: int,
+                    hostname: str) -> str | None:
+    """The address the slip's QR code holds: one a phone on the shop's network can open.
+
+    ``[slip] status_url``, else ``[web] public_url``, else built from where the page listens:
+    a specific address as it is; every address (0.0.0.0, ::) as ``http://<hostname>.local``
+    (mDNS, which Raspberry Pi OS answers with avahi); loopback only (127.0.0.1, the default)
+    gives None: no phone can open it, so the slip prints no QR code.
+    """
+    for configured in (slip_url, public_url):
+        if configured:
+            return configured
+    if address in ("0.0.0.0", "::"):
+        name = hostname.strip().rstrip(".")
+        if not name or name == "localhost":
+            return None
+        host = name if "." in name else f"{name}.local"
+    else:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            ip = None
+        if address == "localhost" or (ip is not None and ip.is_loopback):
+            return None
+        host = f"[{address}]" if ip is not None and ip.version == 6 else address
+    return f"http://{host}:{port}/"
 
 
 # --- a minimal ESC/POS writer -------------------------------------------------------------
@@ -229,10 +303,6 @@ class _Writer:
         return bytes(self.out)
 
 
-def _date_text(day: date) -> str:
-    return f"{day.year}年{day.month:02d}月{day.day:02d}日({_WEEKDAYS[day.weekday()]})"
-
-
 def render_slip(content: SlipContent, *, columns: int = 42, qr_size: int = 6) -> bytes:
     """The slip as ESC/POS bytes, ending with a cut."""
     w = _Writer(columns)
@@ -243,7 +313,7 @@ def render_slip(content: SlipContent, *, columns: int = 42, qr_size: int = 6) ->
     w.line()
     w.line(f"店舗　{content.store_name} ({content.store_code})")
     w.line(f"端末　{content.terminal}")
-    w.line(f"営業日　{_date_text(content.business_date)}")
+    w.line(f"営業日　{staff_date(content.business_date)}")
     if content.close_no > 1:
         w.line(f"再締め　{content.close_no}回目")
     w.rule()
@@ -278,7 +348,7 @@ def render_slip(content: SlipContent, *, columns: int = 42, qr_size: int = 6) ->
         w.raw(ALIGN_LEFT)
     if content.made_at is not None:
         w.rule()
-        w.line(f"作成　{content.made_at:%Y-%m-%d %H:%M}")
+        w.line(f"作成　{staff_datetime(content.made_at)}")
     return w.finish()
 
 

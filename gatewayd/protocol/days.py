@@ -78,14 +78,30 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class OutOfPlace:
+    """A record the journal store kept aside (register-link.md section 4): its number was
+    already used or lies below a stored one. It came after record ``after`` and stands there
+    for the sequence check only: a check 1 failure of the day it stands in, no part of it."""
+
+    number: int
+    raw: bytes
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One input line: its number (from the store, else field 1), the raw bytes, and the
-    record or why it is malformed."""
+    record or why it is malformed. ``after`` is set for a record kept aside (``OutOfPlace``)."""
 
     number: int | None
     raw: bytes
     record: Record | None
     malformed: Malformed | None
+    after: int | None = None
+
+    @property
+    def aside(self) -> bool:
+        return self.after is not None
 
     @property
     def record_type(self) -> str | None:
@@ -476,7 +492,8 @@ class _Analyzer:
         for e in self.entries:
             n = e.number if e.number is not None else (prev + 1 if prev is not None else 1)
             self.numbers.append(n)
-            prev = n
+            if not e.aside:
+                prev = n
 
     def segment(self) -> None:
         self._assign_numbers()
@@ -490,6 +507,17 @@ class _Analyzer:
         last_close_no: int | None = None  # the Z that ended the last day (for messages)
         for i, e in enumerate(entries):
             n = numbers[i]
+            if e.aside:
+                # kept aside by the store: only the sequence check sees it, where it came
+                if prev is not None:
+                    aside_fail = _fail(CHECK_1, f"record {n} comes after record {prev}, "
+                                                "numbers must grow by 1", (prev, n))
+                    if state == "day":
+                        assert cur is not None
+                        cur.check1.append(aside_fail)
+                    elif state == "out":
+                        self.pending.append(aside_fail)
+                continue
             letter = e.record_type
             seq_fail: Failure | None = None
             if prev is not None and n != prev + 1:
@@ -626,7 +654,8 @@ class _Analyzer:
         self.segment()
         reclose_results = [self._reclose_result(r) for r in self.recloses]
         day_results = [self._day_result(d, reclose_results) for d in self.days]
-        closes = tuple(e.record for e in self.entries if isinstance(e.record, Close))
+        closes = tuple(e.record for e in self.entries
+                       if isinstance(e.record, Close) and not e.aside)
         return JournalAnalysis(
             entries=tuple(self.entries), days=tuple(day_results),
             recloses=tuple(reclose_results), breaks=tuple(self.breaks),
@@ -1023,10 +1052,15 @@ def _check_close(records: list[Record], in_order: list[Record | int],
 
 # --- entry points --------------------------------------------------------------------------
 
-Line = bytes | str | tuple[int, bytes | str]
+Line = bytes | str | tuple[int, bytes | str] | OutOfPlace
 
 
 def _entry(line: Line) -> Entry:
+    if isinstance(line, OutOfPlace):
+        result = read_record(line.raw)
+        if isinstance(result, Malformed):
+            return Entry(line.number, line.raw, None, result, line.after)
+        return Entry(line.number, line.raw, result, None, line.after)
     number: int | None = None
     if isinstance(line, tuple):
         number, raw_in = line
@@ -1065,7 +1099,8 @@ def analyze_journal(lines: Iterable[Line], *, after_record_no: int | None = None
     """Split one terminal's records into days and check them (section 6).
 
     ``lines``: raw record lines (bytes, CP932, LF optional; or str), or ``(record_no, line)``
-    pairs from the store. ``after_record_no``: the number of the record just before these
+    pairs from the store, with ``OutOfPlace`` records (kept aside by the store) where they
+    came. ``after_record_no``: the number of the record just before these
     (the last accepted day's Z, or 0 at the journal's start); None when unknown (a file), in
     which case records before the first O belong to a day that began earlier, unless the
     first record is number 1. ``closed_dates``: business dates closed by Zs before these
@@ -1118,7 +1153,10 @@ class JournalAssembler:
         """Drop records numbered ``record_no`` or lower (the Z of the last accepted day)."""
         keep: list[Entry] = []
         for e in self._entries:
-            if e.number is not None and e.number <= record_no:
+            if e.after is not None:  # kept aside: it stands after record ``after``
+                if e.after >= record_no:
+                    keep.append(e)
+            elif e.number is not None and e.number <= record_no:
                 if isinstance(e.record, Close):
                     self.closed_dates.add(e.record.business_date)
                     if e.record.close_no == 1:

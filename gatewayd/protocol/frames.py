@@ -509,23 +509,15 @@ def parse_status_info(data: bytes) -> StatusInfo:
 
 @dataclass(frozen=True, slots=True)
 class JournalChunk:
-    """The whole records of a ``J n`` response, placed at n, n+1, … (each without its LF).
+    """The whole records of a ``J n`` response (each without its LF), in the order sent.
 
-    Records are placed by their position in the response, as the register numbers them,
-    not by their field 1: a record whose field 1 disagrees (a garbled number, a gap or a swap
-    in the register's journal) is kept at its place and listed in ``mismatched``, so that the
-    day checks can hold its day with the raw record kept. ``problem`` says why a trailing
-    partial record (no LF) was not taken; the host asks again from ``last_no + 1``.
+    ``problem`` says why a trailing partial record (no LF) was not taken; the host asks again
+    from after the last record it stored. Numbering is ``place_records``'s job.
     """
 
     first_no: int
     lines: tuple[bytes, ...]
     problem: str | None = None
-    mismatched: tuple[int, ...] = ()
-
-    @property
-    def last_no(self) -> int:
-        return self.first_no + len(self.lines) - 1
 
 
 def record_number_field(line: bytes) -> int | None:
@@ -541,15 +533,58 @@ def split_journal_data(first_no: int, data: bytes) -> JournalChunk:
     parts = data.split(b"\n")
     whole, tail = parts[:-1], parts[-1]
     problem = (
-        f"record {first_no + len(whole)}: partial record of {len(tail)} bytes without LF"
+        f"partial record of {len(tail)} bytes without LF after {len(whole)} whole record(s)"
         if tail else None
     )
-    mismatched = tuple(
-        first_no + index
-        for index, line in enumerate(whole)
-        if record_number_field(line) != first_no + index
-    )
-    return JournalChunk(first_no, tuple(whole), problem, mismatched)
+    return JournalChunk(first_no, tuple(whole), problem)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The records of one ``J`` answer, each under the number it will be stored at.
+
+    ``records`` are ``(number, raw)`` in the order sent: the number is field 1 (section 4:
+    a record is stored under its own number, never under its place in the answer). A record
+    whose field 1 cannot be read gets the next number after the highest one before it, and is
+    listed in ``unnumbered`` (its day is held by ``format``). ``gaps`` are the runs of numbers
+    the register skipped, ``(first missing, last missing)``, counted from ``last_stored``.
+    ``late`` are the numbers that do not come above every number before them (a repeat, or a
+    register going backwards): the store keeps such a record once, or aside, never twice.
+    ``last`` is the highest number in the answer (``last_stored`` when there is none above).
+    """
+
+    records: tuple[tuple[int, bytes], ...]
+    gaps: tuple[tuple[int, int], ...]
+    unnumbered: tuple[int, ...]
+    late: tuple[int, ...]
+    last: int
+
+    @property
+    def missing(self) -> int:
+        """How many numbers the register skipped in this answer."""
+        return sum(b - a + 1 for a, b in self.gaps)
+
+
+def place_records(last_stored: int, lines: Sequence[bytes]) -> Placement:
+    """Number the records of a ``J last_stored + 1`` answer (see ``Placement``)."""
+    top = last_stored
+    records: list[tuple[int, bytes]] = []
+    gaps: list[tuple[int, int]] = []
+    unnumbered: list[int] = []
+    late: list[int] = []
+    for raw in lines:
+        number = record_number_field(raw)
+        if number is None:
+            number = top + 1
+            unnumbered.append(number)
+        if number > top + 1:
+            gaps.append((top + 1, number - 1))
+        if number <= top:
+            late.append(number)
+        else:
+            top = number
+        records.append((number, bytes(raw)))
+    return Placement(tuple(records), tuple(gaps), tuple(unnumbered), tuple(late), top)
 
 
 def pack_records(records: Sequence[bytes], limit: int = MAX_DATA) -> int:

@@ -588,21 +588,47 @@ FAULT_CHECKS: dict[str, str] = {
     "drop": "check 1",            # a record inside a day is missing
     "swap": "check 1",            # two neighbouring records change places, numbers and all
     "duplicate_date": "check 1",  # the last day gets the date of the day before
+    "gap": "check 1",             # the register skips a number inside a day (nothing lost)
+    "gap_before_open": "check 1",  # the register skips the number just before a day's O
     "format": "format",           # a money field gets a leading zero
 }
 """Each fault and the check whose failure comes first in the held day's reason."""
 
 
+def skip_number(lines: Sequence[str], index: int) -> list[str]:
+    """A copy of ``lines`` whose register skipped a record number just before ``lines[index]``.
+
+    That record and every later one take their number + 1, and every Z's first_record_no
+    that names one of them follows (the register's Z names its O's real number): the journal
+    stays whole and right except for the one missing number, which only check 1 sees.
+    """
+    out = list(lines)
+    skipped = int(out[index].split("\t", 1)[0])
+    for i, line in enumerate(out):
+        f = line.split("\t")
+        if i >= index:
+            f[0] = str(int(f[0]) + 1)
+        if f[1] == "Z" and len(f) == 12 and f[11].isdigit() and int(f[11]) >= skipped:
+            f[11] = str(int(f[11]) + 1)
+        out[i] = "\t".join(f)
+    return out
+
+
 def inject_fault(lines: Sequence[str], fault: str, seed: int = 0) -> list[str]:
     """A copy of ``lines`` with one fault (FAULT_CHECKS) in a random place of a day.
 
-    ``duplicate_date`` needs two days; the others change the last day that has records
-    strictly between its O and its Z.
+    ``duplicate_date`` needs two days; ``gap_before_open`` skips the number of the last
+    day's O; the others change the last day that has records strictly between its O and
+    its Z.
     """
     rng = random.Random(seed)
     out = list(lines)
     types = [ln.split("\t", 2)[1] for ln in out]
     opens = [i for i, t in enumerate(types) if t == "O"]
+    if fault == "gap_before_open":
+        if not opens:
+            raise ValueError("gap_before_open needs a day")
+        return skip_number(out, opens[-1])
     if fault == "duplicate_date":
         if len(opens) < 2:
             raise ValueError("duplicate_date needs two days")
@@ -626,6 +652,8 @@ def inject_fault(lines: Sequence[str], fault: str, seed: int = 0) -> list[str]:
         out[index] = "\t".join(f)
     elif fault == "drop":
         del out[rng.choice(inside)]
+    elif fault == "gap":
+        return skip_number(out, rng.choice(inside))
     elif fault == "swap":
         index = rng.choice(inside[:-1] or inside)
         out[index], out[index + 1] = out[index + 1], out[index]

@@ -2,9 +2,12 @@
 
 It serves a journal (record lines, ``str``, each beginning with its record number, no LF;
 sent as CP932) over a byte link — usually a pseudo-terminal whose slave side a host opens
-with pyserial, through a stable symlink. Records are numbered by position from the first
-line's number, so a journal with a deliberate gap or swap in field 1 is served as a real
-register would send it. It follows register-link.md sections 2–4 exactly:
+with pyserial, through a stable symlink. Each record is numbered by its own field 1 (a line
+whose field 1 is unreadable takes the previous number + 1), and ``J n`` serves the records
+from the first one numbered n or higher in journal order, so a journal that skips a number
+(``journal_gen.skip_number``) or swaps two records is served as such a register would send
+it: after a gap, the next record comes with its own, higher number. It follows
+register-link.md sections 2–4 exactly:
 S/J/K/C, the retry rule (same SEQ+CMD+DATA → previous response unchanged, forgotten 3 s after
 answering), requests arriving while busy ignored, NAK both ways, a partial frame followed by
 200 ms of silence discarded and answered with NAK, and never freeing uncommitted records.
@@ -29,6 +32,7 @@ import select
 import threading
 import time
 import tty
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -304,7 +308,9 @@ class RegisterSimulator:
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._records: list[bytes] = []
-        self._first_no = 1  # the number of _records[0]; records are numbered by position
+        self._numbers: list[int] = []  # each record's own number (field 1, else previous + 1)
+        self._tops: list[int] = []  # the highest number up to each record (for bisect)
+        self._first_no = 1  # the number of _records[0]
         self._day_ends: list[int] = []  # index after each day-closing Z
         self._bdate_cache: tuple[int, date | None] = (-1, None)
         self._visible = 0
@@ -342,12 +348,17 @@ class RegisterSimulator:
                 if len(raw) + 1 > MAX_DATA or any(b in _FORBIDDEN for b in raw) or b"\n" in raw:
                     raise ValueError(f"journal line {len(self._records) + 1} cannot be sent: "
                                      f"{line[:40]!r}")
+                own = record_number_field(raw)
                 if not self._records and self._limit == 0:
                     # a journal may begin after older records the register already freed
-                    first = record_number_field(raw) or 1
+                    first = own or 1
                     self._first_no = first
                     self.committed = self._freed_upto = first - 1
+                number = own if own is not None else (
+                    self._numbers[-1] + 1 if self._numbers else self._first_no)
                 self._records.append(raw)
+                self._numbers.append(number)
+                self._tops.append(max(number, self._tops[-1]) if self._tops else number)
                 if _closes_day(raw):
                     self._day_ends.append(len(self._records))
                 added += 1
@@ -364,17 +375,30 @@ class RegisterSimulator:
             ends = [e for e in self._day_ends if e > self._limit]
             self._limit = ends[0] if ends else len(self._records)
             self._update_visible()
-            self._log("reveal", self._first_no + self._limit - 1)
+            self._log("reveal", self._tops[self._limit - 1])
             return True
 
     def _update_visible(self) -> None:
-        committed_index = self.committed - self._first_no + 1
+        committed_index = bisect_right(self._tops, self.committed)
         self._visible = min(self._limit, committed_index + self.capacity)
 
     @property
     def last_record_no(self) -> int:
         with self._lock:
-            return self._first_no + self._visible - 1
+            return self._tops[self._visible - 1] if self._visible else self._first_no - 1
+
+    def written_records(self) -> list[tuple[int, bytes]]:
+        """The register's own view: ``(number, raw)`` of every record written so far, in
+        journal order (what a host must end up storing, each under that number)."""
+        with self._lock:
+            return list(zip(self._numbers[: self._visible], self._records[: self._visible],
+                            strict=True))
+
+    @property
+    def uncommitted(self) -> int:
+        """Written records numbered above committed_record_no (0 once the host caught up)."""
+        with self._lock:
+            return self._visible - bisect_right(self._tops, self.committed)
 
     @property
     def total_records(self) -> int:
@@ -428,8 +452,8 @@ class RegisterSimulator:
     def register_status(self, **refusal: bool) -> RegisterStatus:
         with self._lock:
             last = self.last_record_no
-            close_nos = [self._first_no + e - 1 for e in self._day_ends if e <= self._visible]
-            waiting = last - self.committed
+            close_nos = [self._numbers[e - 1] for e in self._day_ends if e <= self._visible]
+            waiting = self._visible - bisect_right(self._tops, self.committed)
             return RegisterStatus(
                 day_open=self.business_date() is not None,
                 records_waiting=last > self.committed,
@@ -463,7 +487,7 @@ class RegisterSimulator:
                 self._log("J", n)
                 if n > self.last_record_no:
                     return b"", self.register_status()
-                start = n - self._first_no
+                start = bisect_left(self._tops, n)  # the first record numbered n or more
                 batch = self._records[start : min(self._visible, start + MAX_DATA // 2)]
                 count = pack_records(batch)
                 return b"".join(r + b"\n" for r in batch[:count]), self.register_status()

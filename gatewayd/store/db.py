@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gatewayd.errors import DiskFull, StorageError, StoreCorrupt
+from gatewayd.errors import DiskFull, StorageError, StoreCorrupt, StoreMissing
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -52,6 +52,28 @@ def _on_read_only_filesystem(path: Path) -> bool:
     return False
 
 
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and each missing parent with mode 0700, whatever the umask.
+
+    The state directory holds the sales journal and the freee tokens: outside systemd
+    (whose ``StateDirectoryMode=0700`` does the same) nobody else may list or read it.
+    Directories that already exist are left as they are.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: not ours to change
+        os.chmod(directory, 0o700)
+
+
 def run_script(conn: sqlite3.Connection, script: str) -> None:
     """Run ``;``-separated DDL inside the caller's transaction (``executescript`` would commit)."""
     for statement in script.split(";"):
@@ -60,15 +82,18 @@ def run_script(conn: sqlite3.Connection, script: str) -> None:
 
 
 def open_database(
-    path: Path, migrations: Sequence[Migration], *, check: bool = True
+    path: Path, migrations: Sequence[Migration], *, check: bool = True, read_only: bool = False
 ) -> sqlite3.Connection:
     """Open (creating if needed) a store file, check it, and bring its schema up to date.
 
     ``check`` runs ``PRAGMA quick_check`` so that a corrupted file is refused at start with a
-    clear message instead of failing later in the middle of a transfer.
+    clear message instead of failing later in the middle of a transfer. ``read_only`` is for
+    commands that only look (``gatewayd status``): see ``open_read_only``.
     """
+    if read_only:
+        return open_read_only(path, len(migrations))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
     except (sqlite3.Error, OSError) as exc:
         raise storage_error(exc, path) from exc
@@ -85,6 +110,59 @@ def open_database(
         conn.close()
         raise storage_error(exc, path) from exc
     except StorageError:
+        conn.close()
+        raise
+    return conn
+
+
+def open_read_only(path: Path, schema_version: int) -> sqlite3.Connection:
+    """Open an existing store file so that nothing can change it: not a byte, not its mtime.
+
+    SQLite's ``mode=ro`` URI (no directory is made, no journal mode is set, no migration
+    runs) plus ``PRAGMA query_only``. Works beside the running daemon (WAL: a reader may
+    create the empty ``-wal``/``-shm`` companions when they are absent, as any reader does)
+    and on a read-only copy or mount: there, with no ``-wal`` beside it (nothing can be
+    writing), the file is opened ``immutable``. A schema other than ``schema_version`` is
+    refused: only the daemon migrates.
+    """
+    if not path.is_file():
+        raise StoreMissing(f"{path}: no store yet (the daemon has not run)")
+    base = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    try:
+        try:
+            conn = _connect_ro(f"{base}?mode=ro")
+        except sqlite3.OperationalError:
+            # read-only place without the -shm a WAL reader needs (SQLite: CANTOPEN)
+            if wal.exists():
+                raise
+            conn = _connect_ro(f"{base}?mode=ro&immutable=1")
+    except sqlite3.Error as exc:
+        raise storage_error(exc, path) from exc
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version != schema_version:
+            raise StorageError(
+                f"{path}: schema version {version}, this gatewayd reads {schema_version}"
+                " (start the daemon once to upgrade it, or update gatewayd)",
+                staff_message="データベースの版が違います。gatewayd を起動するか更新してください。",
+            )
+    except sqlite3.Error as exc:
+        conn.close()
+        raise storage_error(exc, path) from exc
+    except StorageError:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_ro(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the file now
+    except sqlite3.Error:
         conn.close()
         raise
     return conn
@@ -121,13 +199,16 @@ class StoreFile:
     """One store file shared between threads: one connection, one lock, and the two ways in.
 
     ``tx()`` is one write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any
-    error); ``rows()`` is a read. Both turn SQLite's failures into ``StorageError``s, so
-    every store reports a full disk or a corrupted file the same way.
+    error; refused when opened ``read_only``); ``rows()`` is a read. Both turn SQLite's
+    failures into ``StorageError``s, so every store reports a full disk or a corrupted file
+    the same way.
     """
 
-    def __init__(self, path: Path, migrations: Sequence[Migration]) -> None:
+    def __init__(self, path: Path, migrations: Sequence[Migration], *,
+                 read_only: bool = False) -> None:
         self.path = path
-        self._conn = open_database(path, migrations)
+        self.read_only = read_only
+        self._conn = open_database(path, migrations, read_only=read_only)
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -136,6 +217,8 @@ class StoreFile:
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StorageError(f"{self.path}: opened read-only, refusing a write")
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")

@@ -2,9 +2,11 @@
 
 This is the first hand-over of the data path. ``store_records`` commits one transaction
 (WAL, ``synchronous=FULL``) and only then returns, so the host may send ``K`` for those
-records. A record that arrives again (a repeat after a lost ``K``) is recognised by its
-number and bytes and stored once; a repeat with *different* bytes is never dropped: it is
-kept in ``record_conflicts`` and reported.
+records. Each record is kept under its own number (field 1, register-link.md section 4), and
+``records`` only ever grows upwards: a number the register skipped stays a hole (the day
+checks hold its day by check 1), and a record whose number is not above every stored one is
+either the same bytes again (a repeat, stored once) or kept aside in ``record_conflicts``
+with the number it followed — never dropped, never stored twice, never overwriting.
 
 Days assembled from the records (accepted or held with their reason) and close events are
 kept here too, but they are derived data: they can always be rebuilt from the raw records.
@@ -98,7 +100,12 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = (_schema_v1, _schema_v2)
+def _schema_v3(conn: sqlite3.Connection) -> None:
+    """Where a record kept aside arrived: after which stored record (for the day checks)."""
+    run_script(conn, "ALTER TABLE record_conflicts ADD COLUMN after_record_no INTEGER")
+
+
+MIGRATIONS = (_schema_v1, _schema_v2, _schema_v3)
 
 NOTICE_DAYS = 14  # a close whose outcome is unknown this long gets no slip any more
 
@@ -121,6 +128,17 @@ class StoreResult:
     duplicates: int
     conflicts: int
     last_record_no: int
+
+
+@dataclass(frozen=True, slots=True)
+class Aside:
+    """A record kept aside: ``number`` (its field 1) was stored already or lies below the
+    highest stored number, which was ``after`` when it came."""
+
+    id: int
+    number: int
+    raw: bytes
+    after: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +181,13 @@ def record_number(line: bytes) -> int | None:
 class JournalStore(StoreFile):
     """The SQLite journal of every register this box reads; safe to share between threads."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, MIGRATIONS)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        super().__init__(path, MIGRATIONS, read_only=read_only)
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> JournalStore:
-        return cls(state_dir / FILE_NAME)
+    def in_state_dir(cls, state_dir: Path, *, read_only: bool = False) -> JournalStore:
+        """``read_only``: for commands that only look; raises ``StoreMissing`` if absent."""
+        return cls(state_dir / FILE_NAME, read_only=read_only)
 
     # --- registers and raw records -------------------------------------------------------
 
@@ -187,41 +206,45 @@ class JournalStore(StoreFile):
         rows = self.rows("SELECT max(record_no) FROM records WHERE register_id = ?", (register_id,))
         return int(rows[0][0] or 0)
 
-    def store_records(self, register_id: str, first_no: int, lines: Sequence[bytes]) -> StoreResult:
-        """Store the lines of one ``J`` response, numbered ``first_no``, ``first_no + 1``, ….
+    def store_records(
+        self, register_id: str, records: Sequence[tuple[int, bytes]]
+    ) -> StoreResult:
+        """Store ``(number, raw)`` records of one ``J`` answer, in the order sent.
 
-        The number comes from the position in the response (``J n`` serves n, n+1, …), so a
-        record whose own number field is garbled is still kept under its place; the day
-        checks then report it. Returns only after the transaction is durably committed.
+        A number above every stored one is inserted (numbers skipped below it stay holes);
+        any other is a repeat when its bytes equal the stored record's, else it is kept in
+        ``record_conflicts`` with the highest number stored when it came. Returns only after
+        the transaction is durably committed.
         """
         stored = duplicates = conflicts = 0
         now = _now()
         with self.tx() as conn:
-            for offset, raw in enumerate(lines):
-                number = first_no + offset
-                row = conn.execute(
-                    "SELECT raw FROM records WHERE register_id = ? AND record_no = ?",
-                    (register_id, number),
-                ).fetchone()
-                if row is None:
+            top = int(conn.execute(
+                "SELECT max(record_no) FROM records WHERE register_id = ?", (register_id,)
+            ).fetchone()[0] or 0)
+            for number, raw in records:
+                if number > top:
                     conn.execute(
                         "INSERT INTO records VALUES (?, ?, ?, ?)",
                         (register_id, number, bytes(raw), now),
                     )
                     stored += 1
-                elif bytes(row[0]) == bytes(raw):
+                    top = number
+                    continue
+                row = conn.execute(
+                    "SELECT raw FROM records WHERE register_id = ? AND record_no = ?",
+                    (register_id, number),
+                ).fetchone()
+                if row is not None and bytes(row[0]) == bytes(raw):
                     duplicates += 1
-                else:
-                    conn.execute(
-                        "INSERT INTO record_conflicts (register_id, record_no, raw, seen_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        (register_id, number, bytes(raw), now),
-                    )
-                    conflicts += 1
-            last = conn.execute(
-                "SELECT max(record_no) FROM records WHERE register_id = ?", (register_id,)
-            ).fetchone()[0]
-        return StoreResult(stored, duplicates, conflicts, int(last or 0))
+                    continue
+                conn.execute(
+                    "INSERT INTO record_conflicts (register_id, record_no, raw, seen_at,"
+                    " after_record_no) VALUES (?, ?, ?, ?, ?)",
+                    (register_id, number, bytes(raw), now, top),
+                )
+                conflicts += 1
+        return StoreResult(stored, duplicates, conflicts, top)
 
     def records(
         self, register_id: str, start: int = 1, end: int | None = None
@@ -245,6 +268,18 @@ class JournalStore(StoreFile):
             (register_id,),
         )
         return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    def asides(self, register_id: str, after_id: int = 0) -> list[Aside]:
+        """Records kept aside (``record_conflicts``) with an id above ``after_id``, in order.
+
+        Rows from before schema v3 do not know where they came and are left out.
+        """
+        rows = self.rows(
+            "SELECT id, record_no, raw, after_record_no FROM record_conflicts"
+            " WHERE register_id = ? AND id > ? AND after_record_no IS NOT NULL ORDER BY id",
+            (register_id, after_id),
+        )
+        return [Aside(int(r[0]), int(r[1]), bytes(r[2]), int(r[3])) for r in rows]
 
     # --- derived: days and closes ----------------------------------------------------------
 
@@ -406,6 +441,7 @@ def _day_row(r: Any) -> DayRow:
 
 
 __all__ = [
+    "Aside",
     "CloseRow",
     "DayRow",
     "JournalStore",

@@ -47,7 +47,7 @@ from gatewayd.sync.freee_views import (
     transfer_matches,
     view_of,
 )
-from gatewayd.sync.masters import MasterCache, Masters, MissingName
+from gatewayd.sync.masters import MasterCache, Masters
 from gatewayd.sync.outbox import (
     LOOKUP_CONFIRM,
     LOOKUP_FIRST,
@@ -60,6 +60,7 @@ from gatewayd.sync.outbox import (
     PostingState,
 )
 from gatewayd.sync.plan import Posting, PostingKind
+from gatewayd.sync.refs import carries_ref
 from gatewayd.sync.tokens import Clock, TokenManager, utcnow
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,30 @@ class MasterService:
             return self.refresh()
         return self.current()
 
+    def refresh_items(self) -> Masters:
+        """Read only the 品目 list (one call): what another box of the company created."""
+        company = self.company_id()
+        fetched_at = self.clock()  # the list as it was at this moment, or later
+        masters = self.cache.with_items(company, self.client.list_items(company), fetched_at)
+        log.info("freee 品目 of company %s read again", company)
+        return masters if masters is not None else self.refresh()
+
+    def create_items(self, names: list[str]) -> Masters:
+        """Create 品目; each one freee makes goes into the cache from its answer. A refused
+        create (the name exists: another box was quicker) ends with one read of the list."""
+        company = self.company_id()
+        refused = False
+        for name in names:
+            try:
+                item = self.client.create_item(company, name)
+            except FreeeRefused as exc:
+                log.warning("creating 品目 %s refused: %s", name, exc.freee_message)
+                refused = True
+                continue
+            log.info("created 品目 %s in freee", name)
+            self.cache.add_item(company, item)
+        return self.refresh_items() if refused else self.current()
+
 
 @dataclass
 class StepCache:
@@ -214,23 +239,26 @@ class Deliverer:
         if problem is not None:
             return HoldKind.FISCAL_YEAR, problem, None
         missing = masters.missing_names(postings)
-        if missing:
+        if missing and all(m.kind == "items" for m in missing):
+            # only 品目 lack: another box of the company may have made them (one narrow read)
+            if masters.items_fetched_at < now:
+                masters = self.masters.refresh_items()
+        elif missing:
             masters = self.masters.refresh_if_older(FRESH_MASTERS)
-            missing = masters.missing_names(postings)
+        missing = masters.missing_names(postings)
         prefix = self.item_prefix()
         creatable = [m for m in missing if m.kind == "items" and m.name.startswith(prefix)]
-        if creatable and masters.fetched_at < now:
-            # another box of the company, or an earlier try of ours cut short (a rate limit),
-            # may have made them meanwhile: read again first (a refused create costs a call)
-            masters = self.masters.refresh()
+        if creatable and masters.items_fetched_at < now:
+            # an earlier try of ours cut short (a rate limit) may have made them: read the
+            # list first (a refused create costs a call)
+            masters = self.masters.refresh_items()
             missing = masters.missing_names(postings)
             creatable = [m for m in missing if m.kind == "items" and m.name.startswith(prefix)]
         if creatable:
             # create the other methods' 品目 too, so a later day never pays for it
             items = {m.name for m in creatable}
             items |= {n for n in self.wanted_items() if n.startswith(prefix)} - set(masters.items)
-            self._create_items([MissingName("items", n) for n in sorted(items)])
-            masters = self.masters.refresh()
+            masters = self.masters.create_items(sorted(items))
             missing = masters.missing_names(postings)
         if missing:
             names = "、".join(m.label() for m in missing)
@@ -255,15 +283,16 @@ class Deliverer:
             self.outbox.set_gate(conn, register_id, business_date, Gate.OPEN, self.clock())
         return True
 
-    def _create_items(self, items: list[MissingName]) -> None:
-        company = self.masters.company_id()
-        for m in items:
-            try:
-                self.client.create_item(company, m.name)
-                log.info("created 品目 %s in freee", m.name)
-            except FreeeRefused as exc:
-                # freee refuses a duplicate name: it may exist already (re-read below)
-                log.warning("creating 品目 %s refused: %s", m.name, exc.freee_message)
+    def prepare_items(self, now: datetime) -> None:
+        """At link time: read the masters and create the prefixed 品目 the settings name, so
+        that no evening pays for them (boxes linked later find them in that same read).
+        `now` is the link's time; the reads take their own times from the clock."""
+        del now
+        masters = self.masters.refresh()
+        prefix = self.item_prefix()
+        wanted = {n for n in self.wanted_items() if n.startswith(prefix)} - set(masters.items)
+        if wanted:
+            self.masters.create_items(sorted(wanted))
 
     def hold_day(
         self,
@@ -320,7 +349,7 @@ class Deliverer:
             at = self.clock()
             cache.deals[key] = self.client.list_deals(company, day, deal_type)
             cache.read_at[key] = at
-        hits = [d for d in cache.deals[key] if d.get("ref_number") == posting.ref_number]
+        hits = [d for d in cache.deals[key] if carries_ref(d, posting.ref_number)]
         if not hits:
             return LookupResult()
         if len(hits) > 1:

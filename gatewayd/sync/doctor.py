@@ -169,7 +169,12 @@ def check_masters(ctx: DoctorContext) -> CheckResult:
                     missing.append(label)
     today = datetime.now(UTC).astimezone().date()
     fiscal = masters.fiscal_problem(today)
-    details = [f"品目 created at the first close: {', '.join(sorted(created))}"] if created else []
+    details = (
+        [f"品目 created by the gateway (at link time, or when a day needs them): "
+         f"{', '.join(sorted(created))}"]
+        if created
+        else []
+    )
     if fiscal is not None:
         details.append(f"today: {fiscal}")
     if missing:

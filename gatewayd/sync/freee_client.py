@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PAGE = 100  # GET /api/1/deals: limit max 100
+ITEMS_PAGE = 3000  # GET /api/1/items: limit max 3000
 SHORT_RETRY_AFTER_CAP = 30.0  # a Retry-After longer than this pauses the company instead
 
 
@@ -221,6 +222,16 @@ class FreeeClient:
     def taxes(self, company_id: int) -> list[dict[str, Any]]:
         data = self.read(lambda: self.call("GET", f"/api/1/taxes/companies/{company_id}"))
         return list(data.get("taxes") or [])
+
+    def list_items(self, company_id: int) -> list[dict[str, Any]]:
+        """Every 品目 of the company: one call up to freee's page of 3,000."""
+        out: list[dict[str, Any]] = []
+        while True:
+            params = {"company_id": company_id, "limit": ITEMS_PAGE, "offset": len(out)}
+            page = list(self._get("/api/1/items", params).get("items") or [])
+            out.extend(page)
+            if len(page) < ITEMS_PAGE:
+                return out
 
     def create_item(self, company_id: int, name: str) -> dict[str, Any]:
         body = {"company_id": company_id, "name": name}

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from gatewayd.errors import ConfigError
 from gatewayd.settings_reader import PartTables, TableReader
+from gatewayd.sync.refs import FORMS as REF_FORMS
+from gatewayd.sync.spread import DEFAULT_SEND_SPREAD
 
 CREDENTIAL_NAME = "freee-client-secret"
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
@@ -44,6 +46,8 @@ class FreeeSettings:
     retry_initial: float = 1.0  # first short-retry wait; doubles, with jitter
     retry_max: float = 1800.0  # cap of the outbox's next-attempt backoff
     lookup_delay: float = 60.0  # after a send without answer, wait before looking it up
+    send_spread: float = DEFAULT_SEND_SPREAD  # a closed day waits a part of this (spread.py)
+    ref_number_form: str = "full"  # full | short (≤ 20 characters; refs.py, issue 15)
 
     @property
     def authorize_url(self) -> str:
@@ -143,6 +147,10 @@ def parse_freee(reader: TableReader) -> FreeeSettings:
         retry_initial=reader.float("retry_initial", 1.0, minimum=0.0, maximum=60.0),
         retry_max=reader.float("retry_max", 1800.0, minimum=1.0, maximum=86400.0),
         lookup_delay=reader.float("lookup_delay", 60.0, minimum=0.0, maximum=3600.0),
+        send_spread=reader.float(
+            "send_spread", DEFAULT_SEND_SPREAD, minimum=0.0, maximum=900.0
+        ),
+        ref_number_form=reader.str("ref_number_form", "full", choices=REF_FORMS),
     )
     if settings.client_secret is not None and settings.client_secret_file is not None:
         raise ConfigError(

@@ -16,6 +16,7 @@ import http.server
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -79,8 +80,11 @@ class LinkFlow:
         http: httpx.Client,
         *,
         clock: Clock = utcnow,
+        prepare: Callable[[datetime], None] | None = None,
     ) -> None:
         self.settings = settings
+        # after a link: read the masters and create the prefixed 品目 (Deliverer.prepare_items)
+        self.prepare = prepare
         self.tokens = tokens
         self.client = client
         self.masters = masters
@@ -167,7 +171,7 @@ class LinkFlow:
         if record.company_id is None and self.settings.company_id is None:
             company = self._only_company()
             self.tokens.store_link(replace(record, company_id=company))
-        self._record_company_name()
+        self._prepare(now)
         log.info("freee linked (company %s)", self.tokens.company_id())
         return self.tokens.status()
 
@@ -186,6 +190,17 @@ class LinkFlow:
                 "事業所を特定できません。設定の company_id を指定して連携し直してください。"
             ),
         )
+
+    def _prepare(self, now: datetime) -> None:
+        """Masters and 品目 once, at link time; best effort: the link stands without them
+        (a rate limit, say), and the first day to send reads what it needs."""
+        if self.prepare is None or self.tokens.company_id() is None:
+            self._record_company_name()
+            return
+        try:
+            self.prepare(now)
+        except FreeeError as exc:
+            log.warning("after the link, reading masters or creating 品目 failed: %s", exc)
 
     def _record_company_name(self) -> None:
         company = self.tokens.company_id()

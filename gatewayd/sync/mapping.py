@@ -317,34 +317,83 @@ def _sales_receipt(
 
 
 def _sales_day(
-    ctx: _Context, acc: dict[Method, dict[TaxClass, _Amount]]
+    ctx: _Context,
+    acc: dict[Method, dict[TaxClass, _Amount]],
+    folded: Sequence[DetailLine] = (),
 ) -> tuple[list[Posting], str | None]:
-    """One deal for all methods, or ([], reason) when one deal cannot express the day."""
+    """One deal for all methods, or ([], reason) when one deal cannot express the day.
+
+    ``folded``: the cash difference and movement lines carried after the sales lines (§3.2
+    ``day``); their net goes into the cash walletable's payment. A day without sales lines
+    gives ([], None) whatever is folded.
+    """
+    s = ctx.settings
     lines: list[DetailLine] = []
     settled: list[tuple[str, int, Method]] = []
     for method in METHOD_ORDER:
         method_lines = _summary_lines(ctx, acc, method)
         lines.extend(method_lines)
-        walletable = ctx.settings.settlement_walletable(method)
+        walletable = s.settlement_walletable(method)
         if walletable is not None:
             settled.append((walletable, sum(d.amount for d in method_lines), method))
     if not lines:
         return [], None
+    lines.extend(folded)
+    if len(lines) > MAX_DEAL_LINES:
+        return [], f"day: {len(lines)} lines exceed freee's {MAX_DEAL_LINES}"
     total = sum(d.amount for d in lines)
     if total <= 0:
         return [], f"day: the deal total {total} is not above 0"
     for _w, amount, method in settled:
         if amount < 0:
             return [], f"day: settled method {method.value} totals {amount}, below 0"
-    settled_sum = sum(amount for _w, amount, _m in settled)
+    net = sum(d.amount for d in folded)
+    payments = [(walletable, amount) for walletable, amount, _m in settled]
+    cash_into_drawer = s.settlement_walletable(Method.CASH) == s.cash_walletable
+    if folded:
+        if cash_into_drawer:
+            index = next(i for i, (_w, _a, m) in enumerate(settled) if m is Method.CASH)
+            payments[index] = (s.cash_walletable, payments[index][1] + net)
+            cash = payments[index][1]
+        else:
+            payments.append((s.cash_walletable, net))
+            cash = net
+        if cash < 0:
+            return [], f"day: the cash payment {cash} is below 0"
+    settled_sum = sum(amount for _w, amount in payments)
     if settled_sum > total:
         return [], f"day: settled totals {settled_sum} exceed the deal total {total}"
-    payments = [
+    paid = [
         PaymentLine(ctx.business_date, walletable, amount)
-        for walletable, amount, _m in settled
+        for walletable, amount in payments
         if amount != 0
     ]
-    return [ctx.deal("S", DealType.INCOME, lines, payments)], None
+    return [ctx.deal("S", DealType.INCOME, lines, paid)], None
+
+
+def _foldable(ctx: _Context, difference: int, movements: Sequence[Movement]) -> tuple[
+    list[DetailLine], list[Movement]
+]:
+    """The lines the ``day`` deal carries for the cash difference and the movements whose
+    rule is a deal with the EX tax name (§3.2), and those movements (numeric order)."""
+    s = ctx.settings
+    lines: list[DetailLine] = []
+    if difference != 0:
+        account = s.cash_over_account if difference > 0 else s.cash_short_account
+        lines.append(
+            ctx.line(account, s.ex_tax_name, difference, 0, f"{ctx.store_label} 現金過不足")
+        )
+    taken: list[Movement] = []
+    for mv in sorted(movements, key=lambda m: m.movement_no):
+        rule = s.movement_rule(movement_reason_code(mv), mv.direction)
+        if rule.kind is not PostingKind.DEAL or rule.tax != s.ex_tax_name:
+            continue
+        if rule.account is None:  # pragma: no cover - guaranteed by the parser
+            raise ValueError("deal rule without account")
+        amount = mv.amount if mv.direction is Direction.IN else -mv.amount
+        lines.append(ctx.line(rule.account, rule.tax, amount, 0, movement_description(mv)))
+        taken.append(mv)
+    return lines, taken
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,23 +478,33 @@ def plan_day(
     shares = _day_shares(day)
     granularity = settings.granularity
     fallback: str | None = None
-    sales: list[Posting]
+    difference = day.cash_count.difference if day.cash_count else day.close.cash_difference
+    folded_ids: set[int] = set()
+    sales: list[Posting] = []
     if granularity is Granularity.RECEIPT:
         sales = _sales_receipt(ctx, shares)
     else:
         acc = _by_method_class(shares)
         if granularity is Granularity.DAY:
-            sales, fallback = _sales_day(ctx, acc)
+            fold_lines, fold_movements = _foldable(ctx, difference, day.movements)
+            if fold_lines:
+                sales, refused = _sales_day(ctx, acc, fold_lines)
+                if sales and refused is None:
+                    folded_ids = {id(mv) for mv in fold_movements}
+                    difference = 0
+                else:
+                    sales = []
+            if not sales:
+                sales, fallback = _sales_day(ctx, acc)
             if fallback is not None:
                 granularity = Granularity.SUMMARY
                 sales = _sales_summary(ctx, acc)
         else:
             sales = _sales_summary(ctx, acc)
-    difference = day.cash_count.difference if day.cash_count else day.close.cash_difference
     postings = [
         *sales,
         *_cash_difference(ctx, difference),
-        *(_movement(ctx, mv) for mv in day.movements),
+        *(_movement(ctx, mv) for mv in day.movements if id(mv) not in folded_ids),
     ]
     return DayPlan(
         store_code=store_code,

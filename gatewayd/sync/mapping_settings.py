@@ -45,7 +45,7 @@ DEFAULT_TAX_NAMES: Mapping[TaxClass, str] = MappingProxyType(
     {
         TaxClass.STANDARD: "課税売上10%",
         TaxClass.REDUCED: "課税売上8%（軽）",
-        TaxClass.EXEMPT: "非課税売上",
+        TaxClass.EXEMPT: "非課売上",  # freee's own name of code 23 (sales_with_no_tax)
         TaxClass.OUT_OF_SCOPE: "対象外",
     }
 )

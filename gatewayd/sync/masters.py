@@ -4,7 +4,9 @@ freee-mapping.md section 5. One ``GET /api/1/companies/{id}?details=true`` holds
 (勘定科目, 品目, 部門, メモタグ, 取引先, 口座) and the fiscal years; ``GET
 /api/1/taxes/companies/{id}`` holds the 税区分 with ``available`` and ``display_category``.
 Both answers are kept in ``freee-masters.json`` (replaced atomically) and read again only when
-a name is missing or a send fails on an id. Resolving is pure: a posting of the plan (names)
+a name is missing or a send fails on an id; when only 品目 are missing, only the item list is
+read again (``GET /api/1/items``, one call), and a 品目 the gateway creates goes into the
+cache from freee's answer. Resolving is pure: a posting of the plan (names)
 becomes the JSON body freee takes (ids), or the list of names that are missing.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.sync.plan import Posting, PostingKind
+from gatewayd.sync.refs import FULL, with_form
 from gatewayd.sync.tokens import write_private_file
 
 MASTERS_FILE = "freee-masters.json"
@@ -95,11 +98,18 @@ class Masters:
     """The company's masters, indexed by name; built from the two cached answers."""
 
     def __init__(
-        self, company: Mapping[str, Any], taxes: Sequence[Mapping[str, Any]], fetched_at: datetime
+        self,
+        company: Mapping[str, Any],
+        taxes: Sequence[Mapping[str, Any]],
+        fetched_at: datetime,
+        items_fetched_at: datetime | None = None,
     ) -> None:
+        self.ref_form = FULL  # the ref_number form sent (refs.py); set by MasterCache
         self.raw_company = dict(company)
         self.raw_taxes = list(taxes)
-        self.fetched_at = fetched_at
+        self.fetched_at = fetched_at  # the last full read (company details and taxes)
+        # the last read of the 品目 list (a full read, or the narrow GET /api/1/items)
+        self.items_fetched_at = max(fetched_at, items_fetched_at or fetched_at)
         self.company_id = int(company["id"])
         self.company_name: str | None = company.get("display_name") or company.get("name")
         self.account_items = _by_name(company.get("account_items") or [])
@@ -219,7 +229,9 @@ class Masters:
             body = self._transfer_body(posting, company_id, missing)
         else:
             body = self._deal_body(posting, company_id, missing)
-        return (None, missing) if missing else (body, [])
+        if missing:
+            return None, missing
+        return with_form(body, posting.ref_number, self.ref_form), []
 
     def _deal_body(self, p: Posting, company_id: int, missing: list[MissingName]) -> dict[str, Any]:
         assert p.type is not None
@@ -298,8 +310,9 @@ class Masters:
 class MasterCache:
     """``freee-masters.json``: the last answers, and when they were fetched."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, ref_form: str = FULL) -> None:
         self.path = state_dir / MASTERS_FILE
+        self.ref_form = ref_form
         self._masters: Masters | None = None
         self._loaded = False
 
@@ -308,9 +321,14 @@ class MasterCache:
             self._loaded = True
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
+                items_at = data.get("items_fetched_at")
                 self._masters = Masters(
-                    data["company"], data["taxes"], datetime.fromisoformat(data["fetched_at"])
+                    data["company"],
+                    data["taxes"],
+                    datetime.fromisoformat(data["fetched_at"]),
+                    None if items_at is None else datetime.fromisoformat(items_at),
                 )
+                self._masters.ref_form = self.ref_form
             except (OSError, ValueError, KeyError, TypeError):
                 self._masters = None
         m = self._masters
@@ -319,11 +337,17 @@ class MasterCache:
         return m
 
     def put(
-        self, company: Mapping[str, Any], taxes: Sequence[Mapping[str, Any]], fetched_at: datetime
+        self,
+        company: Mapping[str, Any],
+        taxes: Sequence[Mapping[str, Any]],
+        fetched_at: datetime,
+        items_fetched_at: datetime | None = None,
     ) -> Masters:
-        masters = Masters(company, taxes, fetched_at)
+        masters = Masters(company, taxes, fetched_at, items_fetched_at)
+        masters.ref_form = self.ref_form
         payload = {
             "fetched_at": fetched_at.isoformat(),
+            "items_fetched_at": masters.items_fetched_at.isoformat(),
             "company": dict(company),
             "taxes": [dict(t) for t in taxes],
         }
@@ -332,6 +356,26 @@ class MasterCache:
         self._masters = masters
         self._loaded = True
         return masters
+
+    def with_items(
+        self, company_id: int, items: Sequence[Mapping[str, Any]], fetched_at: datetime
+    ) -> Masters | None:
+        """The cached masters with a freshly read 品目 list (None: nothing cached)."""
+        m = self.get(company_id)
+        if m is None:
+            return None
+        company = dict(m.raw_company)
+        company["items"] = [dict(i) for i in items]
+        return self.put(company, m.raw_taxes, m.fetched_at, fetched_at)
+
+    def add_item(self, company_id: int, item: Mapping[str, Any]) -> Masters | None:
+        """The cached masters with one 品目 freee just created (its POST answer)."""
+        m = self.get(company_id)
+        if m is None:
+            return None
+        company = dict(m.raw_company)
+        company["items"] = [*(company.get("items") or []), dict(item)]
+        return self.put(company, m.raw_taxes, m.fetched_at, m.items_fetched_at)
 
     def forget(self) -> None:
         self._masters = None

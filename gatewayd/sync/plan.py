@@ -42,6 +42,14 @@ class DealType(StrEnum):
     EXPENSE = "expense"
 
 
+def folded_amount(posting: Mapping[str, Any] | None) -> int:
+    """The net of the lines a `day` sales deal carries besides its sales (the cash difference
+    and the folded movements: the lines without 品目), from a posting's JSON (section 3.2)."""
+    if not posting:
+        return 0
+    return sum(int(d["amount"]) for d in posting.get("details") or [] if d.get("item") is None)
+
+
 def ref_number(store_code: str, terminal_no: str, business_date: date, suffix: str) -> str:
     """``POS-{store_code}-{terminal_no}-{YYYYMMDD}-{suffix}``: the exactly-once key (section 3)."""
     return f"POS-{store_code}-{terminal_no}-{business_date:%Y%m%d}-{suffix}"

@@ -49,6 +49,7 @@ from gatewayd.sync.outbox import (
     dumps,
 )
 from gatewayd.sync.plan import DayPlan, Posting, PostingKind
+from gatewayd.sync.refs import as_form, carries_ref, form_of
 
 log = logging.getLogger(__name__)
 
@@ -286,13 +287,17 @@ class Resyncer:
                         else []
                     )
                 else:
-                    hits = [d for d in deals if d.get("ref_number") == p.ref_number]
+                    hits = [d for d in deals if carries_ref(d, p.ref_number)]
                 if not hits:
                     decisions.append(_Decision(p.ref_number, "post", p, row))
                 elif (
                     len(hits) == 1
                     and body is not None
-                    and body_matches(p.kind.value, body, hits[0])
+                    and body_matches(
+                        p.kind.value,
+                        as_form(body, p.ref_number, form_of(hits[0], p.ref_number)),
+                        hits[0],
+                    )
                 ):
                     decisions.append(_Decision(p.ref_number, "adopt", p, row, hits[0], body))
                 else:
@@ -395,9 +400,16 @@ class Resyncer:
         log.warning("re-sync %s %s held: %s", register_id, plan.business_date, reason)
 
     def replace_unsent(
-        self, register_id: str, plan: DayPlan, settings_hash: str | None, now: datetime
+        self,
+        register_id: str,
+        plan: DayPlan,
+        settings_hash: str | None,
+        now: datetime,
+        *,
+        not_before: datetime | None = None,
     ) -> None:
-        """Queue a day none of whose postings reached freee: its rows become the plan's."""
+        """Queue a day none of whose postings reached freee: its rows become the plan's.
+        ``not_before``: the day is checked and sent from then on (the spread after a close)."""
         with self.outbox.tx() as conn:
             self.outbox.upsert_plan(
                 conn,
@@ -406,6 +418,7 @@ class Resyncer:
                 settings_hash,
                 now,
                 gate=Gate.CHECK,
+                recheck_at=not_before,
             )
             wanted = {p.ref_number for p in plan.postings}
             for row in self.outbox.postings_of(register_id, plan.business_date):

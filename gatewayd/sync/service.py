@@ -43,6 +43,7 @@ from gatewayd.errors import (
     GatewayError,
 )
 from gatewayd.protocol.records import BusinessDay
+from gatewayd.store.db import make_private_dir
 from gatewayd.sync.delivery import CompanyPause, Deliverer, MasterService, StepCache, backoff
 from gatewayd.sync.freee_client import ApiCounters, FreeeClient, make_http
 from gatewayd.sync.freee_settings import FreeeSettings, freee_from_settings
@@ -52,8 +53,9 @@ from gatewayd.sync.mapping import plan_day
 from gatewayd.sync.mapping_settings import MappingSettings, mapping_from_settings
 from gatewayd.sync.masters import MasterCache
 from gatewayd.sync.outbox import DayRow, Gate, HoldKind, Outbox, PostingRow, PostingState
-from gatewayd.sync.plan import DayPlan
+from gatewayd.sync.plan import DayPlan, folded_amount
 from gatewayd.sync.resync import DayReport, Resyncer
+from gatewayd.sync.spread import send_delay
 from gatewayd.sync.status import SyncSnapshot, TokenTimes
 from gatewayd.sync.tokens import Clock, LinkState, LinkStatus, TokenManager, utcnow
 from gatewayd.web.model import (
@@ -154,7 +156,7 @@ class SyncService:
         self.clock = clock
         self.freee = freee if freee is not None else freee_from_settings(settings)
         self.mapping = mapping if mapping is not None else mapping_from_settings(settings)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(state_dir)  # 0700, as the stores make it
         self.counters = ApiCounters()
         self.http = make_http(self.freee, transport)
         self.tokens = TokenManager(
@@ -163,7 +165,7 @@ class SyncService:
         self.client = FreeeClient(
             self.freee, self.tokens, self.http, counters=self.counters, sleep=sleep
         )
-        self.master_cache = MasterCache(state_dir)
+        self.master_cache = MasterCache(state_dir, ref_form=self.freee.ref_number_form)
         self.masters = MasterService(self.master_cache, self.client, self.tokens, clock=clock)
         self.outbox = Outbox.in_state_dir(state_dir)
         self.deliverer = Deliverer(
@@ -178,7 +180,13 @@ class SyncService:
         )
         self.resyncer = Resyncer(self.outbox, self.client, self.masters, self.deliverer)
         self.link_flow = LinkFlow(
-            self.freee, self.tokens, self.client, self.master_cache, self.http, clock=clock
+            self.freee,
+            self.tokens,
+            self.client,
+            self.master_cache,
+            self.http,
+            clock=clock,
+            prepare=self.deliverer.prepare_items,
         )
         self._work = threading.RLock()
         self._interrupt = threading.Event()  # set by interrupt(): the daemon is stopping
@@ -263,8 +271,18 @@ class SyncService:
             )
         ):
             return
-        self.resyncer.replace_unsent(rid, plan, self.settings_hash(register), now)
-        log.info("day %s %s queued: %d postings", rid, plan.business_date, len(plan.postings))
+        # boxes of one company do not all send in the same second after their closes
+        delay = send_delay(rid, self.freee.send_spread)
+        self.resyncer.replace_unsent(
+            rid, plan, self.settings_hash(register), now, not_before=now + timedelta(seconds=delay)
+        )
+        log.info(
+            "day %s %s queued: %d postings, sent in %.0f s",
+            rid,
+            plan.business_date,
+            len(plan.postings),
+            delay,
+        )
 
     def day_held(self, register: RegisterSettings, business_date: date, reason: str) -> None:
         """A day failed the register checks: show it held; nothing of it is sent."""
@@ -717,8 +735,13 @@ class SyncService:
             status = DayStatus.SYNCED
         sales = [r for r in done if _is_sales(r.ref_number) and r.freee_view is not None]
         freee_total = (
-            sum(int((r.freee_view or {}).get("amount") or 0) for r in sales) if sales else None
-        )
+            sum(
+                int((r.freee_view or {}).get("amount") or 0) - folded_amount(r.sent_plan or r.plan)
+                for r in sales
+            )
+            if sales
+            else None
+        )  # a `day` deal's cash lines are not sales
         attempts_at = [r.updated_at for r in rows if r.attempts]
         next_at = [r.next_attempt_at for r in waiting if r.next_attempt_at is not None]
         return DaySummary(

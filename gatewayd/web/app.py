@@ -26,14 +26,19 @@ anti-forgery check of RFC 6749 §10.12.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
 import os
 import re
+import secrets
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from datetime import date, timedelta, tzinfo
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -52,18 +56,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatewayd.errors import GatewayError
 from gatewayd.web import i18n
+from gatewayd.web.guard import client_address, client_key
 from gatewayd.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gatewayd.web.metrics import render_metrics
 from gatewayd.web.model import (
     RESOLVE_CHOICES,
     DayStatus,
+    ErrorEntry,
+    ErrorSource,
     GatewayBackend,
     HeldCause,
     Overview,
     ResolveChoice,
 )
 from gatewayd.web.password import StoredPassword, read_password, verify_password
-from gatewayd.web.security import Clock, LoginLimiter, Session, SessionStore, same_token
+from gatewayd.web.security import (
+    Clock,
+    LoginLimiter,
+    LoginTokens,
+    Session,
+    SessionStore,
+    same_token,
+)
 from gatewayd.web.settings import WebSettings, is_loopback
 from gatewayd.web.views import (
     attention_count,
@@ -79,7 +93,11 @@ from gatewayd.web.views import (
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "gatewayd_session"
+LOGIN_COOKIE = "gatewayd_login"  # the login form's nonce (signed double submit)
 LANG_COOKIE = "gatewayd_lang"
+VERIFY_WAIT = 3.0  # seconds a login waits for the one argon2 check slot, then 429
+LOCKOUT_EVENTS = 20  # locked-out clients shown in recent errors
+FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
 LINK_STATE_LIFETIME = 10 * 60.0
 MAX_RESEND_DAYS = 366
@@ -148,14 +166,26 @@ def default_hostnames() -> tuple[str, ...]:
 class GuardMiddleware:
     """Security headers on every response; requests for an unknown Host are refused.
 
+    It wraps the whole Starlette app (outside Starlette's own body limit and error
+    middleware), so their 413 and 500 answers get the same headers and Host check.
     The Host check stops DNS-rebinding pages from talking to the box under a name of their
     own; IP literals, localhost, the box's host name and the configured names are accepted.
+    With TLS on the port (``redirect_http``), every plain-HTTP request is sent to the same
+    URL over https (308), loopback included: plain HTTP carries nothing but that redirect.
     """
 
-    def __init__(self, app: ASGIApp, *, hostnames: frozenset[str], https: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hostnames: frozenset[str],
+        https: bool,
+        redirect_http: bool = False,
+    ) -> None:
         self.app = app
         self.hostnames = hostnames
         self.https = https
+        self.redirect_http = redirect_http
 
     def _host_ok(self, host: str) -> bool:
         host = host.strip().lower()
@@ -176,6 +206,7 @@ class GuardMiddleware:
                 host = value.decode("latin-1")
                 break
         path: str = scope.get("path", "")
+        secure = self.https or scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -184,12 +215,18 @@ class GuardMiddleware:
                     headers[key] = value
                 if not path.startswith("/static/"):
                     headers["cache-control"] = "no-store"
-                if self.https:
+                if secure:
                     headers["strict-transport-security"] = "max-age=31536000"
             await send(message)
 
         if not self._host_ok(host):
             response = Response("invalid Host header\n", status_code=400, media_type="text/plain")
+            await response(scope, receive, send_with_headers)
+            return
+        if self.redirect_http and scope.get("scheme") == "http":
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = f"https://{host.strip()}{quote(path)}" + (f"?{query}" if query else "")
+            response = RedirectResponse(target, status_code=308)
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
@@ -231,6 +268,9 @@ class StatusPage:
         timezone: tzinfo | None = None,
         limiter: LoginLimiter | None = None,
         https: bool = False,
+        tls_fingerprint: str | None = None,
+        verify_wait: float = VERIFY_WAIT,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -239,6 +279,13 @@ class StatusPage:
         self.timezone = timezone
         self.sessions = SessionStore(settings.session_lifetime_minutes * 60.0, clock=clock)
         self.limiter = limiter or LoginLimiter(clock=clock)
+        self.login_tokens = LoginTokens(clock=clock)
+        self.tls_fingerprint = tls_fingerprint
+        self.verify_wait = verify_wait
+        self.wall_clock = wall_clock
+        self._verify_slot: asyncio.Semaphore | None = None  # made on the server's loop
+        self.lockouts: OrderedDict[str, tuple[datetime, int]] = OrderedDict()
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self.https = https or (settings.public_url or "").startswith("https://")
         self._pending_links: dict[str, tuple[str, float]] = {}  # state → (session id, issued)
         self._link_views: dict[str, tuple[str, str, str]] = {}  # session id → (url, state, mode)
@@ -250,13 +297,15 @@ class StatusPage:
             public_host = urlsplit(settings.public_url).hostname
             if public_host:
                 hostnames.add(public_host.lower())
-        self.app = Starlette(
-            routes=self._routes(),
-            middleware=[
-                Middleware(GuardMiddleware, hostnames=frozenset(hostnames), https=self.https)
-            ],
-            exception_handlers={HTTPException: self._http_error},
-            max_body_size=MAX_BODY,
+        self.app = GuardMiddleware(
+            Starlette(
+                routes=self._routes(),
+                exception_handlers={HTTPException: self._http_error},
+                max_body_size=MAX_BODY,
+            ),
+            hostnames=frozenset(hostnames),
+            https=self.https,
+            redirect_http=settings.serves_tls,
         )
 
     # ---- plumbing --------------------------------------------------------------------
@@ -295,9 +344,14 @@ class StatusPage:
 
         return t
 
-    def _set_cookie(self, response: Response, name: str, value: str) -> None:
+    def _secure(self, request: Request) -> bool:
+        return self.https or request.url.scheme == "https"
+
+    def _set_cookie(
+        self, request: Request, response: Response, name: str, value: str
+    ) -> None:
         response.set_cookie(
-            name, value, path="/", httponly=True, samesite="strict", secure=self.https
+            name, value, path="/", httponly=True, samesite="strict", secure=self._secure(request)
         )
 
     def _render(
@@ -329,13 +383,14 @@ class StatusPage:
             "refresh": None,
             "generated_at": None,
             "version": "",
+            "tls_fingerprint": self.tls_fingerprint if self._secure(request) else None,
         }
         ctx.update(context)
         body = self._env.get_template(template).render(ctx)
         response = HTMLResponse(body, status_code=status_code, headers=headers)
         query_lang = request.query_params.get("lang")
         if query_lang in i18n.LANGS:
-            self._set_cookie(response, LANG_COOKIE, query_lang)
+            self._set_cookie(request, response, LANG_COOKIE, query_lang)
         return response
 
     def _message(
@@ -443,8 +498,36 @@ class StatusPage:
             return False
         return same_token(header[7:].strip(), token.reveal())
 
+    def _trusted_proxy(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._proxies)
+
     def _client(self, request: Request) -> str:
-        return request.client.host if request.client is not None else ""
+        """The client's address: the peer's (IPv4-mapped IPv6 unwrapped), or behind a
+        ``trusted_proxies`` proxy the nearest untrusted ``X-Forwarded-For`` entry."""
+        peer = client_address(request.client.host) if request.client is not None else ""
+        if not self._trusted_proxy(peer):
+            return peer
+        hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",")]
+        for hop in reversed([h for h in hops if h]):
+            hop = client_address(hop)
+            if not self._trusted_proxy(hop):
+                return hop
+        return peer
+
+    def _from_loopback(self, request: Request) -> bool:
+        """A client on the box itself. A request that says it was forwarded, through a
+        proxy not in ``trusted_proxies``, is never loopback: it comes from elsewhere."""
+        client = self._client(request)
+        if not is_loopback(client):
+            return False
+        peer = client_address(request.client.host) if request.client is not None else ""
+        if self._trusted_proxy(peer):
+            return True
+        return not any(name in FORWARDED_HEADERS for name, _ in request.scope["headers"])
 
     # ---- pages -------------------------------------------------------------------------
 
@@ -456,6 +539,9 @@ class StatusPage:
         if not ok:
             return self._read_failed(request, session)
         assert isinstance(ov, Overview)
+        if self.lockouts:
+            errors = sorted([*self.lockout_errors(), *ov.errors], key=lambda e: e.at, reverse=True)
+            ov = replace(ov, errors=tuple(errors))
         expires_in: int | None = None
         if ov.link.expires_at is not None:
             left = ov.link.expires_at - ov.generated_at
@@ -736,13 +822,16 @@ class StatusPage:
         self,
         request: Request,
         *,
-        session: Session,
         next_path: str,
         message: str | None = None,
         level: str = "error",
         status_code: int = 200,
         headers: dict[str, str] | None = None,
     ) -> Response:
+        """The login form with a fresh stateless token (nothing is stored server-side)."""
+        nonce = request.cookies.get(LOGIN_COOKIE) or ""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{43}", nonce):
+            nonce = secrets.token_urlsafe(32)
         response = self._render(
             request,
             "login.html",
@@ -751,43 +840,61 @@ class StatusPage:
                 "message": message,
                 "message_level": level,
                 "no_password": self.passwords.current() is None,
+                "csrf": self.login_tokens.issue(nonce),
             },
-            session=session,
             status_code=status_code,
             headers=headers,
         )
-        self._set_cookie(response, SESSION_COOKIE, session.id)
+        self._set_cookie(request, response, LOGIN_COOKIE, nonce)
         return response
-
-    def _anonymous(self, request: Request) -> Session:
-        session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
-        if session is None or session.user:
-            session = self.sessions.create()
-        return session
 
     async def login_page(self, request: Request) -> Response:
         if self._user(request) is not None:
             return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
-        session = self._anonymous(request)
+        bye = request.query_params.get("bye") == "1"
         return self._login_response(
-            request, session=session, next_path=_safe_next(request.query_params.get("next"))
+            request,
+            next_path=_safe_next(request.query_params.get("next")),
+            message=self._t(request)("logout.done") if bye else None,
+            level="ok",
         )
+
+    def _locked_out(self, request: Request, client: str, wait: float) -> Response:
+        minutes = max(1, int(wait // 60) + (1 if wait % 60 else 0))
+        self.lockouts[client] = (self.wall_clock(), self.limiter.attempts(client_key(client)))
+        self.lockouts.move_to_end(client)
+        while len(self.lockouts) > LOCKOUT_EVENTS:
+            self.lockouts.popitem(last=False)
+        log.warning("status page: login refused, %s locked out for %.0f s", client, wait)
+        return self._login_response(
+            request,
+            next_path="/",
+            message=self._t(request)("login.limited", minutes=minutes),
+            status_code=429,
+            headers={"retry-after": str(int(wait) + 1)},
+        )
+
+    async def _verify(self, stored: StoredPassword, password: str) -> bool | None:
+        """One argon2 check at a time (each takes 64 MiB); None when the slot stayed busy."""
+        if self._verify_slot is None:
+            self._verify_slot = asyncio.Semaphore(1)
+        try:
+            await asyncio.wait_for(self._verify_slot.acquire(), self.verify_wait)
+        except TimeoutError:
+            return None
+        try:
+            return await run_in_threadpool(verify_password, stored.hash, password)
+        finally:
+            self._verify_slot.release()
 
     async def login(self, request: Request) -> Response:
         t = self._t(request)
         client = self._client(request)
-        wait = self.limiter.retry_after(client, loopback=is_loopback(client))
-        if wait is not None:
-            minutes = max(1, int(wait // 60) + (1 if wait % 60 else 0))
-            session = self._anonymous(request)
-            return self._login_response(
-                request,
-                session=session,
-                next_path="/",
-                message=t("login.limited", minutes=minutes),
-                status_code=429,
-                headers={"retry-after": str(int(wait) + 1)},
-            )
+        key = client_key(client)
+        loopback = self._from_loopback(request)
+        wait = self.limiter.retry_after(key)
+        if wait is not None:  # refused before the body is read
+            return self._locked_out(request, client, wait)
         try:
             form = await request.form(max_files=0, max_fields=5)
         except HTTPException:
@@ -795,36 +902,38 @@ class StatusPage:
         except Exception:
             return self._message(request, "error.title", t("error.bad_request"), status_code=400)
         next_path = _safe_next(_form_str(form, "next"))
-        anon = self.sessions.get(request.cookies.get(SESSION_COOKIE))
-        if anon is None or anon.user or not anon.check_csrf(_form_str(form, "csrf")):
+        if not self.login_tokens.check(request.cookies.get(LOGIN_COOKIE), _form_str(form, "csrf")):
             return self._login_response(
-                request,
-                session=self._anonymous(request),
-                next_path=next_path,
-                message=t("login.expired"),
-                status_code=403,
+                request, next_path=next_path, message=t("login.expired"), status_code=403
             )
         stored = self.passwords.current()
         if stored is None:
-            return self._login_response(request, session=anon, next_path=next_path, status_code=403)
+            return self._login_response(request, next_path=next_path, status_code=403)
+        wait = self.limiter.acquire(key, loopback=loopback)  # counted before the check
+        if wait is not None:
+            return self._locked_out(request, client, wait)
         password = _form_str(form, "password") or ""
-        ok = await run_in_threadpool(verify_password, stored.hash, password[:1024])
-        if not ok:
-            self.limiter.failure(client)
-            log.warning("status page: failed login from %s", client)
+        ok = await self._verify(stored, password[:1024])
+        if ok is None:
+            self.limiter.refund(key)
             return self._login_response(
                 request,
-                session=anon,
                 next_path=next_path,
-                message=t("login.failed"),
-                status_code=401,
+                message=t("login.busy"),
+                status_code=429,
+                headers={"retry-after": "2"},
             )
-        self.limiter.success(client)
-        self.sessions.delete(anon.id)
+        if not ok:
+            log.warning("status page: failed login from %s", client)
+            return self._login_response(
+                request, next_path=next_path, message=t("login.failed"), status_code=401
+            )
+        self.limiter.success(key)
         session = self.sessions.create(user=True, password_stamp=stored.stamp)
         log.info("status page: login from %s", client)
         response = RedirectResponse(next_path, status_code=303)
-        self._set_cookie(response, SESSION_COOKIE, session.id)
+        self._set_cookie(request, response, SESSION_COOKIE, session.id)
+        response.delete_cookie(LOGIN_COOKIE, path="/")
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -834,11 +943,24 @@ class StatusPage:
         session, _ = guarded
         self.sessions.delete(session.id)
         self._link_views.pop(session.id, None)
-        anon = self.sessions.create()
-        anon.flash.append(("ok", self._t(request)("logout.done")))
-        response = RedirectResponse("/login", status_code=303)
-        self._set_cookie(response, SESSION_COOKIE, anon.id)
+        response = RedirectResponse("/login?bye=1", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    def lockout_errors(self) -> list[ErrorEntry]:
+        """Locked-out login clients, newest first, for the overview's recent errors."""
+        return [
+            ErrorEntry(
+                at=at,
+                source=ErrorSource.GATEWAY,
+                message=f"status page: logins from {client} locked out after {count} attempts",
+                staff_message=(
+                    f"{client} からのログイン失敗が続いたため、一時的にログインを止めています"
+                    f"（{count}回）。心当たりがなければ設置担当者に連絡してください。"
+                ),
+            )
+            for client, (at, count) in reversed(self.lockouts.items())
+        ]
 
     # ---- machine interfaces ------------------------------------------------------------
 
@@ -859,7 +981,7 @@ class StatusPage:
         return JSONResponse(overview_json(ov))
 
     async def metrics(self, request: Request) -> Response:
-        if not (is_loopback(self._client(request)) or self._bearer_ok(request)):
+        if not (self._from_loopback(request) or self._bearer_ok(request)):
             return Response(
                 "metrics: loopback or bearer token only\n",
                 status_code=401,
@@ -892,6 +1014,7 @@ def create_app(
     clock: Clock = time.monotonic,
     timezone: tzinfo | None = None,
     limiter: LoginLimiter | None = None,
+    **options: Any,
 ) -> StatusPage:
     """The page and its ASGI app (``.app``); used by ``WebServer`` and by tests."""
     return StatusPage(
@@ -901,4 +1024,5 @@ def create_app(
         clock=clock,
         timezone=timezone,
         limiter=limiter,
+        **options,
     )

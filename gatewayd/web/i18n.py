@@ -19,6 +19,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "nav.back": ("状況の画面へ戻る", "Back to the overview"),
     "page.updated": ("{time} 時点", "As of {time}"),
     "page.version": ("gatewayd {version}", "gatewayd {version}"),
+    "page.tls_fingerprint": ("証明書 SHA-256", "Certificate SHA-256"),
     # login
     "login.title": ("ログイン", "Log in"),
     "login.password": ("パスワード", "Password"),
@@ -32,6 +33,10 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
         "パスワードがまだ設定されていません。ゲートウェイで「sudo gatewayd passwd」を実行して"
         "設定してください（設置担当者の作業です）。",
         "No password is set yet. Run “sudo gatewayd passwd” on the gateway (installer task).",
+    ),
+    "login.busy": (
+        "ログインが混み合っています。数秒後にもう一度お試しください。",
+        "Logins are busy. Try again in a few seconds.",
     ),
     "login.expired": (
         "画面の有効期限が切れました。もう一度ログインしてください。",
@@ -136,6 +141,15 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "overview.register": ("レジ {id}", "Register {id}"),
     "overview.recent": ("最近の営業日", "Recent days"),
     "overview.no_recent": ("以前の営業日はまだありません。", "No earlier days yet."),
+    "tap.title": ("印字タップ {id}", "Print tap {id}"),
+    "tap.last_report": (
+        "最後に読み取った精算レポート（{date}、No.{counter}、{time} 取得）",
+        "Last Z report captured ({date}, no. {counter}, at {time})",
+    ),
+    "tap.none": ("精算レポートはまだ読み取っていません。", "No Z report captured yet."),
+    "tap.verdict.accepted": ("読み取りOK", "Read and accepted"),
+    "tap.verdict.held": ("保留（レポートの数字が合いません）", "Held (the report does not add up)"),
+    "tap.verdict.ignored": ("対象外（送信しません）", "Ignored (not posted)"),
     "overview.attention": (
         "対応が必要な日が{n}日あります。",
         "{n} day(s) need attention.",
@@ -220,6 +234,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "health.warning": ("注意", "Attention"),
     "health.error": ("異常", "Error"),
     "health.unknown": ("不明", "Unknown"),
+    "health.checking": ("確認中", "Checking"),
     "health.not_configured": ("未設定", "Not configured"),
     "paper.ok": ("用紙あり", "Paper OK"),
     "paper.near_end": ("用紙残りわずか", "Paper low"),

@@ -135,7 +135,8 @@ class Health(StrEnum):
     OK = "ok"
     WARNING = "warning"  # works, but needs attention soon (paper near end, link flaky)
     ERROR = "error"  # does not work
-    UNKNOWN = "unknown"  # not checked yet
+    UNKNOWN = "unknown"  # checked, but the state cannot be known (drawer without a sensor)
+    CHECKING = "checking"  # not polled yet since the start (確認中): never a fault
     NOT_CONFIGURED = "not_configured"
 
 
@@ -172,7 +173,7 @@ class PrinterStatus:
         if not self.configured:
             return Health.NOT_CONFIGURED
         if self.online is None:
-            return Health.UNKNOWN
+            return Health.CHECKING
         if not self.online or self.cover_open or self.paper is PaperState.OUT:
             return Health.ERROR
         if self.paper is PaperState.NEAR_END:
@@ -185,15 +186,18 @@ class DrawerStatus:
     """The cash drawer (kicked through the printer)."""
 
     configured: bool
-    open: bool | None = None  # None: the sensor is not wired or not read yet
+    open: bool | None = None  # None: the sensor is not wired, or not read yet
     last_kick_at: datetime | None = None
     detail: str | None = None
+    checked: bool = True  # False until the printer (which reads the sensor) was polled
 
     @property
     def health(self) -> Health:
         if not self.configured:
             return Health.NOT_CONFIGURED
-        return Health.UNKNOWN if self.open is None else Health.OK
+        if self.open is None:
+            return Health.UNKNOWN if self.checked else Health.CHECKING
+        return Health.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +282,22 @@ class ErrorEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class TapOverview:
+    """A print tap (docs/tap.md): the last Z report it captured, as printed, and its fate."""
+
+    tap_id: str
+    store_name: str | None
+    transport: str
+    business_date: date | None = None
+    z_counter: int | None = None
+    verdict: str | None = None  # accepted / held / ignored; None before the first report
+    reason: str | None = None
+    text: str = ""
+    captured_at: str | None = None
+    day: DaySummary | None = None  # the day's sync status when it reached the outbox
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     """Everything the overview page shows, read in one call."""
 
@@ -289,6 +309,7 @@ class Overview:
     errors: tuple[ErrorEntry, ...] = ()
     last_sync_at: datetime | None = None  # last posting freee confirmed
     version: str = ""
+    taps: tuple[TapOverview, ...] = ()
 
     def register(self, register_id: str) -> RegisterOverview | None:
         for reg in self.registers:
@@ -373,6 +394,12 @@ class MetricsSnapshot:
     next_attempt_at: datetime | None = None
     register_link_errors: Mapping[str, int] = field(default_factory=dict)  # register_id → total
     freee_errors: Mapping[str, int] = field(default_factory=dict)  # error class name → total
+    # a fleet's dashboard and alerts (contrib/, docs/fleet.md)
+    today: tuple[DaySummary, ...] = ()  # per register: the current day (open, or last closed)
+    oldest_unsynced_close_at: datetime | None = None  # a closed day not yet all in freee
+    disk_free_bytes: int | None = None  # the state directory's file system
+    disk_size_bytes: int | None = None
+    clock: datetime | None = None  # the box's own clock when the snapshot was taken
 
 
 class GatewayBackend(Protocol):

@@ -4,8 +4,9 @@
   copied cookie is worthless afterwards (7.4.1). Ids are 256-bit ``secrets`` values; a
   login always gets a fresh id (no fixation). A session also ends when the password file
   changes, and after ``ABSOLUTE_LIFETIME`` however busy it is (the overview refreshes itself).
-- Every session, even before login, has its own CSRF token (synchroniser token, 3.5.1).
-- Login attempts are limited per client and globally (6.1.1, 6.3.1); see ``LoginLimiter``.
+- Every logged-in session has its own CSRF token (synchroniser token, 3.5.1); the login
+  form has a stateless signed one (``LoginTokens``), so anonymous requests store nothing.
+- Login attempts are limited per client with backoff (6.1.1, 6.3.1); see ``LoginLimiter``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -112,67 +113,134 @@ class SessionStore:
         return len(self._sessions)
 
 
-class LoginLimiter:
-    """Failed logins in a sliding window, per client address and in total.
+@dataclass(slots=True)
+class _Attempts:
+    count: int = 0
+    last: float = 0.0
+    until: float = 0.0  # locked out until then
 
-    - per client: after ``per_client`` failures in ``window`` seconds that client waits
-      until its oldest failure leaves the window;
-    - globally: after ``global_limit`` failures (any clients — an attacker with many
-      addresses) every *remote* client waits likewise. Loopback clients are exempt from the
-      global limit, so an attacker on the shop network cannot lock the installer out: the
-      installer can always log in on the box itself (ssh tunnel) — ASVS 6.1.1.
-    A success clears that client's failures. Attempts are counted before the slow argon2
-    check, so a blocked client costs the box nothing.
+
+class LoginLimiter:
+    """Login attempts per client, with backoff; no client can lock out another.
+
+    - An attempt is counted *before* the password is checked (``acquire``), in the same
+      lock as the check of the limit: parallel requests cannot slip through together.
+    - ``free`` attempts per client; from then on each attempt locks the client out for
+      ``base`` × 2^(attempts − free) seconds, at most ``max_wait``. A success clears it; a
+      client is forgotten ``forget`` seconds after its last attempt.
+    - A client is an address, or an IPv6 /64 (``guard.client_key``): SLAAC gives one
+      attacker many addresses but one prefix.
+    - Loopback (the installer on the box, through an ssh tunnel) is a client of its own
+      that never waits longer than ``loopback_max_wait``: whatever happens on the shop
+      network, the installer gets in (ASVS 6.1.1).
+    - There is no global lockout (an attacker would lock every member of staff out); the
+      total rate is bounded by the page letting one argon2 check run at a time.
     """
 
     def __init__(
         self,
         *,
-        per_client: int = 5,
-        global_limit: int = 30,
-        window: float = 15 * 60.0,
+        free: int = 5,
+        base: float = 60.0,
+        max_wait: float = 3600.0,
+        forget: float = 24 * 3600.0,
+        loopback_max_wait: float = 30.0,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.per_client = per_client
-        self.global_limit = global_limit
-        self.window = window
+        self.free = free
+        self.base = base
+        self.max_wait = max_wait
+        self.forget = forget
+        self.loopback_max_wait = loopback_max_wait
         self._clock = clock
         self._lock = threading.Lock()
-        self._clients: dict[str, deque[float]] = {}
-        self._all: deque[float] = deque()
+        self._clients: OrderedDict[str, _Attempts] = OrderedDict()
 
-    def _trim(self, q: deque[float], now: float) -> None:
-        while q and now - q[0] >= self.window:
-            q.popleft()
+    def _record(self, client: str, now: float) -> _Attempts:
+        rec = self._clients.get(client)
+        if rec is None or now - rec.last >= self.forget:
+            rec = _Attempts()
+            self._clients[client] = rec
+        self._clients.move_to_end(client)
+        while len(self._clients) > 10_000:  # bounded memory under a spray of addresses
+            self._clients.popitem(last=False)
+        return rec
 
-    def retry_after(self, client: str, *, loopback: bool = False) -> float | None:
-        """Seconds this client must wait before it may try, None when it may try now."""
+    def retry_after(self, client: str) -> float | None:
+        """Seconds this client must still wait, None when it may try now."""
         now = self._clock()
         with self._lock:
-            wait = 0.0
-            q = self._clients.get(client)
-            if q is not None:
-                self._trim(q, now)
-                if not q:
-                    del self._clients[client]
-                elif len(q) >= self.per_client:
-                    wait = max(wait, q[0] + self.window - now)
-            self._trim(self._all, now)
-            if not loopback and len(self._all) >= self.global_limit:
-                wait = max(wait, self._all[0] + self.window - now)
-            return wait if wait > 0 else None
+            rec = self._clients.get(client)
+            if rec is None or now >= rec.until:
+                return None
+            return rec.until - now
 
-    def failure(self, client: str) -> None:
+    def acquire(self, client: str, *, loopback: bool = False) -> float | None:
+        """Count one attempt and return None, or (locked out) the seconds left, uncounted."""
         now = self._clock()
         with self._lock:
-            self._clients.setdefault(client, deque()).append(now)
-            self._all.append(now)
-            if len(self._clients) > 10_000:  # bounded memory under a spray of addresses
-                self._clients.pop(next(iter(self._clients)))
+            rec = self._record(client, now)
+            if now < rec.until:
+                return rec.until - now
+            rec.count += 1
+            rec.last = now
+            if rec.count >= self.free:
+                wait = min(self.max_wait, self.base * 2 ** (rec.count - self.free))
+                if loopback:
+                    wait = min(wait, self.loopback_max_wait)
+                rec.until = now + wait
+            return None
+
+    def attempts(self, client: str) -> int:
+        with self._lock:
+            rec = self._clients.get(client)
+            return 0 if rec is None else rec.count
+
+    def refund(self, client: str) -> None:
+        """Take back an attempt that was never checked (the check was too busy)."""
+        with self._lock:
+            rec = self._clients.get(client)
+            if rec is not None and rec.count > 0:
+                rec.count -= 1
+                if rec.count < self.free:
+                    rec.until = 0.0
 
     def success(self, client: str) -> None:
         with self._lock:
             self._clients.pop(client, None)
+
+
+class LoginTokens:
+    """Stateless anti-forgery tokens for the login form (a GET /login stores nothing).
+
+    The form's token is ``issued.HMAC(key, nonce.issued)`` where ``nonce`` is a random value
+    in the browser's login cookie (signed double submit); the key lives in this process only.
+    Anonymous visitors cannot fill a bounded table and push out a waiting form.
+    """
+
+    def __init__(self, *, lifetime: float = 4 * 3600.0, clock: Clock = time.monotonic) -> None:
+        self.lifetime = lifetime
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+
+    def _mac(self, nonce: str, issued: str) -> str:
+        return hmac.new(self._key, f"{nonce}.{issued}".encode(), "sha256").hexdigest()
+
+    def issue(self, nonce: str) -> str:
+        issued = repr(float(self._clock()))
+        return f"{issued}.{self._mac(nonce, issued)}"
+
+    def check(self, nonce: str | None, token: str | None) -> bool:
+        if not nonce or not token or len(token) > 200 or "." not in token:
+            return False
+        issued, _, mac = token.rpartition(".")
+        try:
+            at = float(issued)
+        except ValueError:
+            return False
+        if not 0 <= self._clock() - at <= self.lifetime:
+            return False
+        return hmac.compare_digest(mac, self._mac(nonce, issued))
 
 
 def new_token() -> str:

@@ -7,17 +7,22 @@ problem found, as freee lists several validation messages at once.
 Rules (issue 3; notes/freee-api.md §2-3): unknown ids; a tax code not available or not valid
 on the date; an issue date outside every fiscal year, in a closed year, or on or before its
 month_end_date; more than 100 lines; a 現金・預金 account on a line of an unsettled deal or of
-a taxed line; payments over the deal amount.
+a taxed line; payments over the deal amount. A line with a negative amount is a 控除・マイナス行
+(schema: "マイナスの値を指定した場合、控除・マイナス行として登録されます"), on income and expense
+deals alike: it lowers the deal amount and keeps the deal's entry_side; a computed vat has the
+amount's sign.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.sim.freee import errors, seed
+from gatewayd.sim.freee import facts as fact_rules
+from gatewayd.sim.freee.facts import FactSwitches
 from gatewayd.sim.freee.storage import Db, Row
 
 MAX_DETAILS = 100
@@ -40,9 +45,10 @@ class Book:
     sections: dict[int, Row]
     tags: dict[int, Row]
     partners: dict[int, Row]
+    facts: FactSwitches = field(default_factory=FactSwitches)
 
     @classmethod
-    def load(cls, db: Db, company_id: int) -> Book:
+    def load(cls, db: Db, company_id: int, switches: FactSwitches | None = None) -> Book:
         profile = db.company_profile(company_id) or {}
         return cls(
             company_id=company_id,
@@ -55,6 +61,7 @@ class Book:
             sections={m["id"]: m for m in db.masters(company_id, "section")},
             tags={m["id"]: m for m in db.masters(company_id, "tag")},
             partners={m["id"]: m for m in db.masters(company_id, "partner")},
+            facts=switches or FactSwitches(),
         )
 
     def tax_fraction(self, day: str) -> int:
@@ -84,6 +91,8 @@ def period_messages(book: Book, day: str, label: str) -> list[str]:
     """Why ``day`` may not be booked: outside every fiscal year, closed year, month close."""
     year = book.fiscal_year_of(day)
     if year is None:
+        if not book.facts["deal_outside_fiscal_years_refused"]:
+            return []
         return [f"{label} ({day}) はいずれの会計年度にも含まれません。会計年度を確認してください。"]
     if year["is_closed"]:
         return [
@@ -174,6 +183,7 @@ def build_deal(book: Book, body: Row, existing: Row | None = None) -> DealPlan:
     paid = sum(p["amount"] for p in payments)
     messages += _paid_messages(paid, amount)
     messages += _cash_account_messages(book, details, paid, amount)
+    messages += fact_rules.deal_messages(book.facts, body, details, payments, amount)
     if messages:
         raise errors.bad_request(*messages)
     deal = {
@@ -257,7 +267,11 @@ def _detail(
         messages.append(
             f"{where}.vat: 税区分 {tax['name_ja']} には消費税額 (vat) を指定できません。"
         )
-    if vat is not None and abs(vat) > abs(amount):
+    if (
+        vat is not None
+        and abs(vat) > abs(amount)
+        and not fact_rules.vat_allowed_over_amount(book.facts, amount, vat)
+    ):
         messages.append(f"{where}.vat ({vat}) が金額 ({amount}) を超えています。")
     if vat is None:
         vat = tax_amount(amount, rate, book.tax_fraction(day or ""))
@@ -466,6 +480,7 @@ def build_transfer(book: Book, body: Row) -> Row:
     single = [body.get(k) for k in ("to_walletable_type", "to_walletable_id", "amount")]
     rows = body.get("to_walletables")
     destinations: list[Row] = []
+    messages += fact_rules.transfer_messages(book.facts, body)
     if rows is not None and any(v is not None for v in single):
         messages.append(
             "to_walletables と to_walletable_type/to_walletable_id/amount は同時に指定できません。"
@@ -473,7 +488,8 @@ def build_transfer(book: Book, body: Row) -> Row:
     elif rows is not None:
         destinations = [
             {"type": r["type"], "id": r["id"], "amount": r["amount"],
-             "description": r.get("description")}
+             "description": r.get("description")
+             if book.facts["transfer_row_description"] else None}
             for r in rows
         ]
     elif all(v is not None for v in single):

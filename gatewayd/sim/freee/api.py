@@ -213,7 +213,7 @@ def list_companies(ctx: Ctx) -> tuple[int, Any]:
 @handles("GET /api/1/companies/{id}")
 def get_company(ctx: Ctx) -> tuple[int, Any]:
     assert ctx.company_id is not None
-    book = Book.load(ctx.db, ctx.company_id)
+    book = Book.load(ctx.db, ctx.company_id, ctx.emu.facts)
     cash = next((w["id"] for w in book.walletables.values() if w["name"] == "現金"), None)
     company: Row = {
         "id": ctx.company_id,
@@ -282,6 +282,11 @@ def get_me(ctx: Ctx) -> tuple[int, Any]:
 def _company(ctx: Ctx) -> int:
     assert ctx.company_id is not None
     return ctx.company_id
+
+
+def _book(ctx: Ctx) -> Book:
+    """The company's masters, with the emulator's fact rules (facts.py)."""
+    return Book.load(ctx.db, _company(ctx), ctx.emu.facts)
 
 
 @handles("GET /api/1/account_items")
@@ -471,6 +476,8 @@ def list_deals(ctx: Ctx) -> tuple[int, Any]:
                             ("start_due_date", "due_date", ">="),
                             ("end_due_date", "due_date", "<="),
                             ("type", "type", "="), ("partner_id", "partner_id", "=")):
+        if key == "type" and not ctx.emu.facts["deals_list_filters"]:
+            continue  # issue 15: the look-up's filter, switchable
         if key in q:
             where.append(f"d.{column} {op} ?")
             params.append(q[key])
@@ -497,7 +504,7 @@ def get_deal(ctx: Ctx) -> tuple[int, Any]:
 
 @handles("POST /api/1/deals")
 def create_deal(ctx: Ctx) -> tuple[int, Any]:
-    book = Book.load(ctx.db, _company(ctx))
+    book = _book(ctx)
     plan = build_deal(book, ctx.body)
     deal_id = ctx.db.insert_deal(plan.deal, plan.details, plan.payments, ctx.emu.clock.iso())
     return 201, {"deal": deal_json(_stored_deal(ctx, deal_id))}
@@ -506,7 +513,7 @@ def create_deal(ctx: Ctx) -> tuple[int, Any]:
 @handles("PUT /api/1/deals/{id}")
 def update_deal(ctx: Ctx) -> tuple[int, Any]:
     existing = _stored_deal(ctx, ctx.path["id"])
-    book = Book.load(ctx.db, _company(ctx))
+    book = _book(ctx)
     plan = build_deal(book, ctx.body, existing)
     ctx.db.update_deal(existing["id"], plan.deal, plan.details, ctx.emu.clock.iso())
     return 200, {"deal": deal_json(_stored_deal(ctx, existing["id"]))}
@@ -515,7 +522,7 @@ def update_deal(ctx: Ctx) -> tuple[int, Any]:
 @handles("DELETE /api/1/deals/{id}")
 def delete_deal(ctx: Ctx) -> tuple[int, Any]:
     deal = _stored_deal(ctx, ctx.path["id"])
-    check_deal_removal(Book.load(ctx.db, _company(ctx)), deal)
+    check_deal_removal(_book(ctx), deal)
     ctx.db.delete_deal(deal["id"])
     return 204, None
 
@@ -523,7 +530,7 @@ def delete_deal(ctx: Ctx) -> tuple[int, Any]:
 @handles("POST /api/1/deals/{id}/payments")
 def add_payment(ctx: Ctx) -> tuple[int, Any]:
     deal = _stored_deal(ctx, ctx.path["id"])
-    payment = check_payment(Book.load(ctx.db, _company(ctx)), deal, ctx.body)
+    payment = check_payment(_book(ctx), deal, ctx.body)
     ctx.db.insert_payment(deal["id"], payment)
     return 201, {"deal": deal_json(_stored_deal(ctx, deal["id"]))}
 
@@ -539,7 +546,7 @@ def _stored_payment(ctx: Ctx, deal: Row) -> int:
 def update_payment(ctx: Ctx) -> tuple[int, Any]:
     deal = _stored_deal(ctx, ctx.path["id"])
     payment_id = _stored_payment(ctx, deal)
-    payment = check_payment(Book.load(ctx.db, _company(ctx)), deal, ctx.body, payment_id)
+    payment = check_payment(_book(ctx), deal, ctx.body, payment_id)
     ctx.db.update_payment(payment_id, payment)
     return 200, {"deal": deal_json(_stored_deal(ctx, deal["id"]))}
 
@@ -548,7 +555,7 @@ def update_payment(ctx: Ctx) -> tuple[int, Any]:
 def delete_payment(ctx: Ctx) -> tuple[int, Any]:
     deal = _stored_deal(ctx, ctx.path["id"])
     payment_id = _stored_payment(ctx, deal)
-    check_payment_removal(Book.load(ctx.db, _company(ctx)), deal, payment_id)
+    check_payment_removal(_book(ctx), deal, payment_id)
     ctx.db.delete_payment(payment_id)
     return 204, None
 
@@ -586,7 +593,7 @@ def get_transfer(ctx: Ctx) -> tuple[int, Any]:
 
 @handles("POST /api/1/transfers")
 def create_transfer(ctx: Ctx) -> tuple[int, Any]:
-    row = build_transfer(Book.load(ctx.db, _company(ctx)), ctx.body)
+    row = build_transfer(_book(ctx), ctx.body)
     new_id = ctx.db.insert_transfer(row, ctx.emu.clock.iso())
     stored = next(t for t in ctx.db.transfers(_company(ctx)) if t["id"] == new_id)
     return 201, {"transfer": transfer_json(stored)}
@@ -597,7 +604,7 @@ def delete_transfer(ctx: Ctx) -> tuple[int, Any]:
     transfer = _stored_transfer(ctx)
     from gatewayd.sim.freee.accounting import period_messages
 
-    messages = period_messages(Book.load(ctx.db, _company(ctx)), transfer["date"], "date")
+    messages = period_messages(_book(ctx), transfer["date"], "date")
     if messages:
         raise errors.bad_request(*messages)
     ctx.db.delete_transfer(transfer["id"])

@@ -102,7 +102,8 @@ def _deal(deal: dict[str, Any], accounts: dict[int, str], taxes: dict[int, str],
             f"<td class=num>{_yen(line['amount'])}</td><td class=num>{_yen(line['vat'])}</td>"
             f"<td>{_e(names['item'].get(line['item_id'] or 0))}</td>"
             f"<td>{_e(names['section'].get(line['section_id'] or 0))}</td>"
-            f"<td>{_e(tags)}</td><td>{_e(line['description'])}</td></tr>"
+            f"<td>{_e(tags)}</td><td>{_e(line['description'])}"
+            f"{'（控除・マイナス行）' if line['amount'] < 0 else ''}</td></tr>"
         )
     rows.append("</table>")
     if deal["payments"]:

@@ -223,6 +223,13 @@ async def config(emu: Emulator, request: Request) -> Any:
     return emu.config.public()
 
 
+async def facts(emu: Emulator, request: Request) -> Any:
+    """The fact rules (facts.py): GET lists them, PATCH {"name": bool} switches them."""
+    if request.method == "PATCH":
+        emu.facts.update(await _json_body(request))
+    return {"facts": emu.facts.describe()}
+
+
 async def clock(emu: Emulator, request: Request) -> Any:
     if request.method == "POST":
         body = await _json_body(request)
@@ -317,6 +324,7 @@ def routes(emu: Emulator) -> list[Route]:
         ("/tokens/expire", expire_tokens, ["POST"]),
         ("/tokens/revoke_refresh", revoke_refresh, ["POST"]),
         ("/config", config, ["GET", "PATCH"]),
+        ("/facts", facts, ["GET", "PATCH"]),
         ("/clock", clock, ["GET", "POST"]),
         ("/companies/{company_id}/fiscal_years", fiscal_years, ["GET", "POST"]),
         ("/companies/{company_id}/fiscal_years/{fiscal_year_id}", fiscal_years, ["PATCH"]),

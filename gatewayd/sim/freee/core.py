@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gatewayd.sim.freee.config import DEFAULT_CLIENT_NAME, Clock, EmulatorConfig
+from gatewayd.sim.freee.facts import FactSwitches
 from gatewayd.sim.freee.faults import FaultPlan, FaultRule
 from gatewayd.sim.freee.storage import Store
 
@@ -78,6 +79,7 @@ class Emulator:
                 existing["scopes"] if existing else self.config.client_scopes,
             )
         self.faults = FaultPlan(faults, fault_seed)
+        self.facts = FactSwitches()  # issue 15: the undocumented facts, switchable
         directory = audit_dir if audit_dir is not None else os.environ.get(AUDIT_DIR_ENV)
         self.recorder = ResponseRecorder(directory) if directory else None
         self.internal_errors: list[str] = []  # emulator bugs answered as freee's 500
@@ -136,6 +138,7 @@ class Emulator:
         self.store.reset(self.clock.today(), tokens=tokens)
         self.faults.clear()
         self.clear_request_log()
+        self.facts.reset()
         self.config = dataclasses.replace(self._initial_config)
         with self.store.transaction() as db:
             db.set_client_scopes(self.config.client_id, self.config.client_scopes)

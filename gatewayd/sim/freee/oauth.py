@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from gatewayd.sim.freee import errors, seed
 from gatewayd.sim.freee.config import AUTH_CODE_TTL
 from gatewayd.sim.freee.core import Emulator
-from gatewayd.sim.freee.storage import Db
+from gatewayd.sim.freee.storage import Db, Row
 
 OOB_REDIRECT = "urn:ietf:wg:oauth:2.0:oob"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -104,7 +104,9 @@ async def authorize(emu: Emulator, request: Request) -> Response:
         client = db.client(client_id)
     if client is None:
         return _error_page("指定されたアプリケーションが見つかりません（client_id が不正です）。")
-    if not redirect_allowed(redirect_uri):
+    if not redirect_allowed(redirect_uri) or (
+        redirect_uri == OOB_REDIRECT and not emu.facts["oauth_oob_redirect"]
+    ):
         return _error_page("リダイレクトURIが登録されているコールバックURLと一致しません。")
 
     def refuse(error: str, description: str) -> Response:
@@ -310,14 +312,29 @@ def _refresh(emu: Emulator, db: Db, client_id: str, form: dict[str, str]) -> dic
         or row["expires_at"] <= emu.clock.now()
     ):
         raise errors.invalid_grant()
-    db.execute("UPDATE tokens SET used=1 WHERE token=?", (presented,))
     # Refreshing invalidates the previous access token (freee 40x-checkpoint).
     db.execute("UPDATE tokens SET revoked=1 WHERE token=?", (row["pair"],))
     client = db.client(client_id)
     scope = client["scopes"] if client else row["scope"]
+    if not emu.facts["oauth_refresh_rotates"]:
+        return _reissue_access(emu, db, row, scope)  # facts.py: rotation switched off
+    db.execute("UPDATE tokens SET used=1 WHERE token=?", (presented,))
     return _issue_pair(
         emu, db, client_id, row["user_id"], row["company_id"], scope, row["grant_id"]
     )
+
+
+def _reissue_access(emu: Emulator, db: Db, refresh_row: Row, scope: str) -> dict[str, Any]:
+    """A refresh that keeps its refresh token (rule ``oauth_refresh_rotates`` off)."""
+    body = _issue_pair(emu, db, refresh_row["client_id"], refresh_row["user_id"],
+                       refresh_row["company_id"], scope, refresh_row["grant_id"])
+    db.execute("DELETE FROM tokens WHERE token=?", (body["refresh_token"],))
+    db.execute("UPDATE tokens SET pair=? WHERE token=?",
+               (refresh_row["token"], body["access_token"]))
+    db.execute("UPDATE tokens SET pair=? WHERE token=?",
+               (body["access_token"], refresh_row["token"]))
+    body["refresh_token"] = refresh_row["token"]
+    return body
 
 
 async def revoke(emu: Emulator, request: Request) -> Response:

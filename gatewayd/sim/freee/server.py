@@ -402,6 +402,14 @@ class ControlClient:
         """auto_approve, access_token_ttl, refresh_token_ttl, daily_quota, rate_per_second."""
         return cast(dict[str, Any], self._call("PATCH", "/config", json=fields))
 
+    def facts(self) -> dict[str, dict[str, Any]]:
+        """The fact rules (facts.py) with their values, defaults and texts."""
+        return cast(dict[str, dict[str, Any]], self._call("GET", "/facts")["facts"])
+
+    def set_facts(self, **values: bool) -> dict[str, dict[str, Any]]:
+        """Switch fact rules, e.g. ``set_facts(deal_ref_number_unlimited=False)``."""
+        return cast(dict[str, dict[str, Any]], self._call("PATCH", "/facts", json=values)["facts"])
+
     def advance_clock(self, seconds: float) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("POST", "/clock", json={"advance": seconds}))
 

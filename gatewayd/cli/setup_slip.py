@@ -8,6 +8,7 @@ beside the configuration on the boot partition), never fatal to the import.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -15,7 +16,30 @@ from gatewayd.config import Settings
 from gatewayd.drivers.printer import PrinterDriver
 from gatewayd.drivers.printer_settings import device_settings_from
 from gatewayd.drivers.slip import render_notice
-from gatewayd.errors import PrinterUnavailable
+from gatewayd.errors import GatewayError, PrinterUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint_lines(settings: Settings) -> list[str]:
+    """The status page certificate's SHA-256 on the slip, so staff can check the browser's.
+
+    Made here when missing (firstboot runs before the daemon); none when the page stays on
+    loopback or serves plain HTTP.
+    """
+    from gatewayd.web.server import WebServer
+    from gatewayd.web.settings import web_from_settings
+    from gatewayd.web.tls import fingerprint_lines as split
+
+    try:
+        web = web_from_settings(settings)
+        if not web.serves_tls:
+            return []
+        cert = WebServer.certificate_for(web, settings.state_dir)
+    except GatewayError as exc:
+        log.warning("no certificate fingerprint on the slip: %s", exc)
+        return []
+    return ["証明書 SHA-256:", *split(cert.fingerprint)]
 
 
 class SetupSlipLike(Protocol):
@@ -44,14 +68,16 @@ def print_setup_slip(slip: SetupSlipLike, settings: Settings | None) -> None:
     lines = list(slip.lines)
     if slip.error:
         lines.append(slip.error)
-    body = render_notice(slip.title, lines, urls=slip.page_urls, columns=printer.columns,
-                         qr_size=slip_settings.qr_size)
     driver = PrinterDriver(printer)
     try:
         status = driver.poll()
         if not status.can_print:
             raise PrinterUnavailable(f"printer not ready: {status.describe()}",
                                      staff_message=status.staff_message)
+        # only on a box with its printer: never makes a key while building an image
+        lines += fingerprint_lines(settings)
+        body = render_notice(slip.title, lines, urls=slip.page_urls, columns=printer.columns,
+                             qr_size=slip_settings.qr_size)
         driver.write(body)
     finally:
         driver.close()
