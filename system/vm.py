@@ -184,11 +184,21 @@ class VM:
 
     # ------------------------------------------------------------------ agent channel
 
-    def send_raw(self, message: dict[str, object]) -> None:
+    def send_raw(self, message: dict[str, object], timeout: float = 30) -> bool:
+        """Send one line to the agent; False when QEMU took none of it within ``timeout``
+        (the guest has not opened its port yet: QEMU stops reading the socket)."""
         if self.sock is None:
             self.fail("no control channel (the VM is not running)")
         assert self.sock is not None
-        self.sock.sendall((json.dumps(message) + "\n").encode())
+        data = (json.dumps(message) + "\n").encode()
+        self.sock.settimeout(timeout)
+        try:
+            sent = self.sock.send(data)
+        except TimeoutError:
+            return False
+        if sent < len(data):
+            self.sock.sendall(data[sent:])
+        return True
 
     def _read_message(self, deadline: float) -> dict[str, object] | None:
         assert self.sock is not None
@@ -222,7 +232,7 @@ class VM:
             if now > deadline:
                 self.fail(f"the guest did not come up within {timeout:.0f} s")
             if now >= next_ping:
-                self.send_raw({"ping": 1})
+                self.send_raw({"ping": 1}, timeout=0.5)
                 next_ping = now + 2.0
             message = self._read_message(min(deadline, now + 2.0))
             if message and "hello" in message and message["hello"] != self.boot_id:
