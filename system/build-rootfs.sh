@@ -45,7 +45,7 @@ mmdebstrap --variant=apt --mode=root \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --include="$(IFS=,; echo "${PACKAGES[*]}")" \
     --customize-hook='echo gatewayd-systest > "$1/etc/hostname"' \
-    --customize-hook='printf "%s\n" "LABEL=gwroot / ext4 rw,errors=remount-ro 0 1" "LABEL=bootfs /boot/firmware vfat defaults,nofail,x-systemd.device-timeout=5s 0 2" "LABEL=systest /mnt/systest ext4 ro,nofail,x-systemd.device-timeout=5s 0 0" > "$1/etc/fstab"' \
+    --customize-hook='printf "%s\n" "LABEL=gwroot / ext4 rw,errors=remount-ro 0 1" "LABEL=bootfs /boot/firmware vfat defaults,nofail 0 2" "LABEL=systest /mnt/systest ext4 ro,nofail 0 0" > "$1/etc/fstab"' \
     --customize-hook='mkdir -p "$1/boot/firmware" "$1/mnt/systest"' \
     --customize-hook="cp '$HERE/guest/10-qemu.network' \"\$1/etc/systemd/network/\"" \
     --customize-hook="cp '$HERE/guest/gatewayd-systest-agent.service' \"\$1/etc/systemd/system/\"" \

@@ -75,6 +75,8 @@ class VMConfig:
     qemu: str = "qemu-system-x86_64"
     append: str = ""
     cache: str = "writeback"
+    machine: list[str] | None = None  # None: x86-64 q35 (KVM or TCG); else QEMU's -machine/-cpu
+    root_arg: str = "root=/dev/vda rw console=ttyS0"
 
 
 class VM:
@@ -94,9 +96,13 @@ class VM:
 
     def command(self) -> list[str]:
         c = self.cfg
-        accel = ["-machine", "q35,accel=kvm", "-cpu", "host"] if self.kvm else [
-            "-machine", "q35,accel=tcg", "-cpu", "max"]
-        append = f"root=/dev/vda rw console=ttyS0 panic=-1 {c.append}".strip()
+        if c.machine is not None:
+            accel = c.machine
+        elif self.kvm:
+            accel = ["-machine", "q35,accel=kvm", "-cpu", "host"]
+        else:
+            accel = ["-machine", "q35,accel=tcg", "-cpu", "max"]
+        append = f"{c.root_arg} panic=-1 {c.append}".strip()
         cmd = [
             c.qemu, *accel, "-m", str(c.memory_mb), "-smp", str(c.cpus),
             "-nodefaults", "-no-user-config", "-display", "none",
