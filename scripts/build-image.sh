@@ -74,6 +74,9 @@ for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/source
 done
 case "$(head -c 200 "$sources")" in *Types:*) mv "$sources" "$sources.sources"; sources="$sources.sources" ;; esac
 
+# install.sh (not --root: its venv must be made by the image's own python3) calls
+# `systemctl daemon-reload` and `udevadm control --reload`, which fail in a chroot: the shim
+# (image/files/chroot-shim) answers those two as the booted system would, nothing else.
 PACKAGES=(
     raspi-firmware linux-image-arm64 firmware-brcm80211 wpasupplicant
     systemd systemd-sysv systemd-timesyncd udev dbus kmod iproute2 iputils-ping avahi-daemon
@@ -98,10 +101,12 @@ mmdebstrap --architectures=arm64 --variant=apt --mode=root \
     --customize-hook="install -m 644 '$F/gatewayd-growroot.service' '$F/gatewayd-sysconf.service' \"\$1/etc/systemd/system/\"" \
     --customize-hook='chroot "$1" systemctl enable systemd-networkd systemd-timesyncd gatewayd-growroot.service gatewayd-sysconf.service' \
     --customize-hook='ln -sf /usr/share/zoneinfo/Asia/Tokyo "$1/etc/localtime"; echo Asia/Tokyo > "$1/etc/timezone"' \
+    --customize-hook='chroot "$1" passwd -dq root' \
     --customize-hook='rm -f "$1/etc/machine-id"; touch "$1/etc/machine-id"; rm -f "$1"/etc/ssh/ssh_host_*' \
     --customize-hook='chroot "$1" systemctl enable regenerate-ssh-host-keys.service 2>/dev/null || true' \
     --customize-hook="mkdir -p \"\$1/tmp/gatewayd\" && cp -a '$src' '$WORK/wheels' \"\$1/tmp/gatewayd/\"" \
-    --customize-hook='chroot "$1" bash -c "cd /tmp/gatewayd/src && bash install.sh --no-apt --no-start --wheel \"\$(ls /tmp/gatewayd/wheels/gatewayd-*.whl)\" --pip-args \"--no-index --find-links /tmp/gatewayd/wheels\""' \
+    --customize-hook="install -D -m 755 '$F/chroot-shim' \"\$1/tmp/gatewayd/shim/systemctl\" && install -D -m 755 '$F/chroot-shim' \"\$1/tmp/gatewayd/shim/udevadm\"" \
+    --customize-hook='chroot "$1" env PATH=/tmp/gatewayd/shim:/usr/sbin:/usr/bin:/sbin:/bin PIP_FIND_LINKS= bash -c "cd /tmp/gatewayd/src && bash install.sh --no-apt --no-start --wheel \"\$(ls /tmp/gatewayd/wheels/gatewayd-*.whl)\" --pip-args \"--no-index --find-links /tmp/gatewayd/wheels\""' \
     --customize-hook='rm -rf "$1/tmp/gatewayd" "$1/var/lib/apt/lists/"* "$1/var/cache/apt/"*.bin' \
     --customize-hook="install -m 644 '$F/sysconf.txt.example' \"\$1/boot/firmware/sysconf.txt.example\"" \
     bookworm "$ROOT" "$sources" > "$WORK/mmdebstrap.log" 2>&1 || {

@@ -406,14 +406,14 @@ def provision(rig: Rig) -> None:
     t0 = time.monotonic()
     out = rig.sh(
         "set -e; cd /mnt/systest/src; "
-        "bash install.sh --wheel \"$(ls /mnt/systest/wheels/gatewayd-*.whl)\" "
-        "--pip-args '--no-index --find-links /mnt/systest/wheels' 2>&1", timeout=600)
+        "bash install.sh --no-start --wheel \"$(ls /mnt/systest/wheels/gatewayd-*.whl)\" "
+        "--pip-args '--no-index --find-links /mnt/systest/wheels' 2>&1", timeout=1200)
     rig.figures["install.sh in the guest s"] = time.monotonic() - t0
     log(f"install.sh in the guest: {rig.figures['install.sh in the guest s']:.1f} s")
     require("change(s)" in out, f"install.sh said:\n{out[-2000:]}")
-    again = rig.sh("cd /mnt/systest/src && bash install.sh --wheel "
+    again = rig.sh("cd /mnt/systest/src && bash install.sh --no-start --wheel "
                    "\"$(ls /mnt/systest/wheels/gatewayd-*.whl)\" --pip-args "
-                   "'--no-index --find-links /mnt/systest/wheels' 2>&1", timeout=300)
+                   "'--no-index --find-links /mnt/systest/wheels' 2>&1", timeout=900)
     require("changed: gatewayd in" not in again and "changed: /etc" not in again,
             f"second install.sh run reinstalled:\n{again[-2000:]}")
     ok("install.sh from the wheelhouse (no registry); a second run reinstalls nothing")
