@@ -251,9 +251,17 @@ class Rig:
         t0 = time.monotonic()
         self.vm.start()
         self.vm.wait_boot(self.boot_timeout)
+        self.settle()
         took = time.monotonic() - t0
         self.figures[f"boot {label} s"] = took
         log(f"boot {label}: agent up after {took:.1f} s")
+
+    def settle(self) -> None:
+        """Until the boot's start-up jobs are done (the agent itself starts early)."""
+        assert self.vm is not None
+        state = self.sh(f"timeout {int(self.boot_timeout)} systemctl is-system-running --wait",
+                        timeout=self.boot_timeout + 10, check=False).strip()
+        require(state in ("running", "degraded"), f"system state after boot: {state!r}")
 
     # -------------------------------------------------------------- guest helpers
 
@@ -569,6 +577,7 @@ def reboot_with_invalid_card(rig: Rig) -> None:
     t0 = time.monotonic()
     rig.vm.wait_boot(rig.boot_timeout)
     require(rig.vm.boot_id != old, "same boot id after reboot")
+    rig.settle()
     rig.wait_active(200)
     rig.figures["reboot -> active s"] = time.monotonic() - t0
     fb = rig.unit("gatewayd-firstboot.service")
