@@ -190,7 +190,7 @@ class Gateway:
             return slip_url or web.public_url
         return status_page_url(slip_url=slip_url, public_url=web.public_url,
                                address=web.address, port=self.web.port,
-                               hostname=socket.gethostname())
+                               hostname=socket.gethostname(), scheme=self.web.scheme)
 
     def _start_taps(self) -> None:
         """Print taps (docs/tap.md): their days go through the same outbox and sync."""

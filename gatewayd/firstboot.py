@@ -47,6 +47,7 @@ from typing import Any
 
 from gatewayd.config import Settings, load_settings
 from gatewayd.errors import ConfigError
+from gatewayd.web.settings import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -500,10 +501,19 @@ def page_urls(settings: Settings | None, *, address: str | None = None) -> tuple
     port = DEFAULT_PAGE_PORT
     if isinstance(web, dict) and isinstance(web.get("port"), int):
         port = web["port"]
-    urls = [f"http://{socket.gethostname()}.local:{port}/"]
+    scheme = page_scheme(web if isinstance(web, dict) else {})
+    urls = [f"{scheme}://{socket.gethostname()}.local:{port}/"]
     if address:
-        urls.append(f"http://{address}:{port}/")
+        urls.append(f"{scheme}://{address}:{port}/")
     return tuple(urls)
+
+
+def page_scheme(web: dict[str, Any]) -> str:
+    """https when the page serves TLS: ``tls = "on"``, or ``"auto"`` (the default) with an
+    address beyond loopback; the same rule as ``WebSettings.serves_tls``."""
+    tls = web.get("tls", "auto")
+    address = str(web.get("address", "127.0.0.1"))
+    return "https" if tls == "on" or (tls == "auto" and not is_loopback(address)) else "http"
 
 
 def build_slip(result: ImportResult, *, address: str | None = None) -> SetupSlip:

@@ -95,3 +95,20 @@ def test_a_loopback_page_gives_no_qr(make_gateway: MakeGateway) -> None:
     gateway, printer = make_gateway('[web]\naddress = "127.0.0.1"\n')
     assert gateway.web is not None and gateway.web.url.startswith("http://127.0.0.1:")
     assert printer.slips[0].status_url is None
+
+
+def test_the_built_address_carries_the_scheme_the_page_serves() -> None:
+    # beyond loopback the page serves HTTPS by default: a QR code with http:// would only
+    # lead the phone to the redirect (or nowhere, on a strict browser)
+    assert status_page_url(slip_url=None, public_url=None, address="0.0.0.0", port=8080,
+                           hostname="gw-0001", scheme="https") == "https://gw-0001.local:8080/"
+
+
+def test_setup_slip_addresses_follow_the_pages_tls_rule() -> None:
+    from gatewayd.firstboot import page_scheme
+
+    assert page_scheme({}) == "http"  # loopback only: plain HTTP
+    assert page_scheme({"address": "0.0.0.0"}) == "https"
+    assert page_scheme({"address": "::", "tls": "auto"}) == "https"
+    assert page_scheme({"address": "0.0.0.0", "tls": "off"}) == "http"
+    assert page_scheme({"address": "127.0.0.1", "tls": "on"}) == "https"

@@ -154,13 +154,14 @@ class SlipContent:
 
 
 def status_page_url(*, slip_url: str | None, public_url: str | None, address: str, port: int,
-                    hostname: str) -> str | None:
+                    hostname: str, scheme: str = "http") -> str | None:
     """The address the slip's QR code holds: one a phone on the shop's network can open.
 
     ``[slip] status_url``, else ``[web] public_url``, else built from where the page listens:
     a specific address as it is; every address (0.0.0.0, ::) as ``http://<hostname>.local``
     (mDNS, which Raspberry Pi OS answers with avahi); loopback only (127.0.0.1, the default)
-    gives None: no phone can open it, so the slip prints no QR code.
+    gives None: no phone can open it, so the slip prints no QR code. ``scheme`` is what the
+    page serves (https beyond loopback by default, docs/status-page.md).
     """
     for configured in (slip_url, public_url):
         if configured:
@@ -178,7 +179,7 @@ def status_page_url(*, slip_url: str | None, public_url: str | None, address: st
         if address == "localhost" or (ip is not None and ip.is_loopback):
             return None
         host = f"[{address}]" if ip is not None and ip.version == 6 else address
-    return f"http://{host}:{port}/"
+    return f"{scheme}://{host}:{port}/"
 
 
 # --- a minimal ESC/POS writer -------------------------------------------------------------

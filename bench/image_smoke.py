@@ -1,0 +1,140 @@
+"""Boot smoke test of the arm64 card image in qemu-system-aarch64 (TCG): it boots, the unit
+reaches READY, the page answers. Prints the time of each step.
+
+    sudo .venv/bin/python bench/image_smoke.py dist/gatewayd-0.1.0-arm64.img
+
+The image is not changed: its two partitions are copied out (by their offsets in the MBR),
+the card's boot partition gets what an installer drops there (``gatewayd.toml``, with the
+page on 0.0.0.0 so that QEMU's ``hostfwd`` reaches it), and the state directory gets the
+page's password file as ``gatewayd passwd`` writes it (through ``debugfs``: no mount).
+QEMU's ``virt`` board is not a Raspberry Pi: the kernel and initrd of the image are booted
+directly, which checks the root file system, systemd, the units and gatewayd on arm64, not
+the Pi's firmware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
+
+from vm import VM, VMConfig, free_port
+
+from gatewayd.web.password import hash_password
+
+PASSWORD = "smoke-test-pass-01"
+CONFIG = """state_dir = "/var/lib/gatewayd"
+[[registers]]
+store_code = "0001"
+terminal_no = "01"
+port = "/dev/gatewayd/register"
+[freee]
+client_id = "smoke-test"
+[web]
+address = "0.0.0.0"
+port = 8080
+"""
+
+
+def run(*cmd: str, **kw: object) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout  # type: ignore[call-overload, no-any-return]
+
+
+def partitions(image: Path) -> list[tuple[int, int]]:
+    table = json.loads(run("sfdisk", "-J", str(image)))["partitiontable"]
+    sector = int(table.get("sectorsize", 512))
+    return [(p["start"] * sector, p["size"] * sector) for p in table["partitions"]]
+
+
+def extract(image: Path, start: int, size: int, dest: Path) -> None:
+    run("dd", f"if={image}", f"of={dest}", "bs=1M", f"skip={start}", f"count={size}",
+        "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds for the boot")
+    args = parser.parse_args()
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="gatewayd-smoke.", dir="/var/tmp") as tmp:
+        work = Path(tmp)
+        (boot_at, boot_size), (root_at, root_size) = partitions(args.image)[:2]
+        boot, root = work / "boot.vfat", work / "root.ext4"
+        extract(args.image, boot_at, boot_size, boot)
+        extract(args.image, root_at, root_size, root)
+        names = run("debugfs", "-R", "ls -p /boot", str(root))
+        kernel = sorted(re.findall(r"/(vmlinuz-[^/]+)/", names))[-1]
+        initrd = sorted(re.findall(r"/(initrd\.img-[^/]+)/", names))[-1]
+        run("debugfs", "-R", f"dump /boot/{kernel} {work / 'vmlinuz'}", str(root))
+        run("debugfs", "-R", f"dump /boot/{initrd} {work / 'initrd.img'}", str(root))
+        (work / "gatewayd.toml").write_text(CONFIG, encoding="utf-8")
+        run("mcopy", "-i", str(boot), str(work / "gatewayd.toml"), "::gatewayd.toml")
+        (work / "web-password").write_text(hash_password(PASSWORD) + "\n", encoding="utf-8")
+        passwd = run("debugfs", "-R", "cat /etc/passwd", str(root))
+        uid = next(line.split(":")[2:4] for line in passwd.splitlines()
+                   if line.startswith("gatewayd:"))
+        cmds = (f"write {work / 'web-password'} /var/lib/gatewayd/web-password\n"
+                f"sif /var/lib/gatewayd/web-password uid {uid[0]}\n"
+                f"sif /var/lib/gatewayd/web-password gid {uid[1]}\n"
+                "sif /var/lib/gatewayd/web-password mode 0100600\n")
+        subprocess.run(["debugfs", "-w", "-f", "-", str(root)], input=cmds, text=True,
+                       check=True, capture_output=True)
+        prep = time.monotonic() - t0
+        page = free_port()
+        vm = VM(VMConfig(
+            run_dir=work, kernel=work / "vmlinuz", initrd=work / "initrd.img", root=root,
+            disks=[boot], hostfwd={page: 8080}, qemu="qemu-system-aarch64",
+            machine=["-machine", "virt", "-cpu", "cortex-a72"], memory_mb=1024, cpus=2,
+            root_arg="root=LABEL=rootfs rw console=ttyAMA0",
+        ))
+        print(f"image_smoke: prepared in {prep:.0f} s; booting (TCG, aarch64)", flush=True)
+        t1 = time.monotonic()
+        vm.start()
+        try:
+            ready = vm.wait_until(
+                "gatewayd.service to start (READY=1)",
+                lambda: "Started gatewayd.service" in vm.console.read_text("utf-8", "replace"),
+                args.timeout, 5.0)
+            print(f"image_smoke: gatewayd.service started (READY=1) {ready:.0f} s after "
+                  "power-on", flush=True)
+
+            def answers() -> bool:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{page}/healthz", timeout=10
+                                     ).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            vm.wait_until("the status page to answer", answers, 300, 5.0)
+            with httpx.Client(base_url=f"http://127.0.0.1:{page}", timeout=30) as http:
+                login = http.get("/login")
+                token = re.search(r'name="csrf" value="([^"]+)"', login.text)
+                assert token, "no CSRF on /login"
+                resp = http.post("/login", data={"csrf": token.group(1),
+                                                 "password": PASSWORD, "next": "/"})
+                assert resp.status_code == 303, resp.status_code
+                home = http.get("/")
+                assert home.status_code == 200, home.status_code
+            total = time.monotonic() - t1
+            console = vm.console.read_text("utf-8", "replace")
+            grown = "resize2fs" in console or "gatewayd-growroot" in console
+            print(f"image_smoke: page answered and login worked {total:.0f} s after power-on "
+                  f"(growroot ran: {grown})")
+        finally:
+            vm.kill()
+    print(f"image_smoke: total {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
