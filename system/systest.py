@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vm import VM, GuestError, UsbSerial, VMConfig, free_port
 
-from gatewayd.demo import approve
+from gatewayd.cli.demo import approve
 from gatewayd.sim.freee.server import EmulatorServer
 from gatewayd.sim.journal_gen import generate_journal
 from gatewayd.sim.printer import PtyPrinterSimulator
