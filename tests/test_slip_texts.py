@@ -72,7 +72,7 @@ def _printed_slips(tmp_path: Path, freee_side: HeldReason) -> list[str]:
     gateway = Gateway(settings, web=False)
     try:
         ingest = RegisterIngest(gateway.store, reg, _Quiet())  # type: ignore[arg-type]
-        ingest.store_records(1, [line.encode("cp932") for line in lines])
+        ingest.store_records(list(enumerate((line.encode("cp932") for line in lines), start=1)))
         ingest.process()
         assert gateway.store.day(reg.register_id, date(2025, 1, 11)).status == "held"  # type: ignore[union-attr]
         held = DaySummary(reg.register_id, DAY, DayStatus.HELD, 1000, None, held=freee_side)

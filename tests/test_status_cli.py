@@ -98,7 +98,7 @@ def _stored_state(tmp_path: Path) -> Path:
     store = JournalStore.in_state_dir(settings.state_dir)
     ingest = RegisterIngest(store, settings.registers[0], Quiet())  # type: ignore[arg-type]
     lines = generate_journal(3, 1, date(2025, 1, 10), receipts_per_day=5)
-    ingest.store_records(1, [line.encode("cp932") for line in lines])
+    ingest.store_records(list(enumerate([line.encode("cp932") for line in lines], start=1)))
     ingest.process()
     store.close()
     return cfg

@@ -234,6 +234,7 @@ def test_held_day_recheck_counts_from_the_decision(harness: Harness) -> None:
     harness.transport.inner = slow
     svc = harness.service()
     link(svc)
+    svc.master_cache.forget()  # the link read them; this step must read them again
     day = make_days(1, date(2027, 1, 4))[0]  # the seed company has 2025 and 2026 only
     accept(harness, svc, [day])
     step_start = harness.clock.now

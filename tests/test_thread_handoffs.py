@@ -55,6 +55,11 @@ class Listener:
         pass
 
 
+def numbered(raws: list[bytes], first: int) -> list[tuple[int, bytes]]:
+    """A batch as the host stores it: each record under its own number."""
+    return list(enumerate(raws, start=first))
+
+
 def in_thread(action: Callable[[], object], name: str) -> None:
     """Run ``action`` in its own thread now and wait for it (the other thread's turn)."""
     failures: list[BaseException] = []
@@ -99,7 +104,7 @@ def test_close_committed_during_the_read_is_processed(tmp_path: Path) -> None:
     listener = Listener()
     ingest = RegisterIngest(store, REG, listener)
     before, closing = one_day()
-    ingest.store_records(1, before)
+    ingest.store_records(list(enumerate(before, start=1)))
     ingest.process()  # the start-up analysis; the day is open
     assert ingest.open_day is not None and listener.accepted == []
 
@@ -110,7 +115,8 @@ def test_close_committed_during_the_read_is_processed(tmp_path: Path) -> None:
         rows = real_records(*args, **kwargs)
         if armed[0]:
             armed[0] = False  # the host's turn: right after the read, before anything else
-            in_thread(lambda: ingest.store_records(len(before) + 1, closing), "register-host")
+            in_thread(lambda: ingest.store_records(numbered(closing, len(before) + 1)),
+                      "register-host")
         return rows
 
     store.records = records_then_host_commits  # type: ignore[method-assign]
@@ -133,9 +139,10 @@ def test_close_committed_between_flag_test_and_clear_is_processed(tmp_path: Path
     listener = Listener()
     ingest = RegisterIngest(store, REG, listener)
     before, closing = one_day()
-    ingest.store_records(1, before[:5])
+    ingest.store_records(list(enumerate(before[:5], start=1)))
     ingest.process()
-    ingest.store_records(6, before[5:])  # more of the day; a Z-less batch leaves no flag
+    # more of the day; a Z-less batch leaves no flag
+    ingest.store_records(list(enumerate(before[5:], start=6)))
     # a close arrived earlier (e.g. the start-up flag, or a re-close): the flag is up
     ingest._close_arrived.set()
 
@@ -152,7 +159,8 @@ def test_close_committed_between_flag_test_and_clear_is_processed(tmp_path: Path
         def clear(self) -> None:
             if armed[0]:
                 armed[0] = False
-                in_thread(lambda: ingest.store_records(len(before) + 1, closing), "register-host")
+                in_thread(lambda: ingest.store_records(numbered(closing, len(before) + 1)),
+                      "register-host")
             flag.clear()
 
     ingest._close_arrived = HostCommitsBeforeClear()
@@ -168,9 +176,9 @@ def test_a_close_after_the_read_waits_for_the_next_turn(tmp_path: Path) -> None:
     listener = Listener()
     ingest = RegisterIngest(store, REG, listener)
     before, closing = one_day()
-    ingest.store_records(1, before)
+    ingest.store_records(list(enumerate(before, start=1)))
     ingest.process()
-    ingest.store_records(len(before) + 1, closing)
+    ingest.store_records(list(enumerate(closing, start=len(before) + 1)))
     ingest.process()
     assert listener.accepted == [START]
     assert ingest.process() is False  # nothing new, no flag left over
@@ -228,10 +236,11 @@ def test_sync_reads_a_reclosed_day_with_its_reclose(tmp_path: Path) -> None:
     ingest = RegisterIngest(gateway.store, reg, listener)
     gateway.ingests[reg.register_id] = ingest
     try:
-        ingest.store_records(1, raw[: first_z + 1])
+        ingest.store_records(list(enumerate(raw[: first_z + 1], start=1)))
         settle(ingest)
         assert listener.accepted == [START]
-        ingest.store_records(first_z + 2, raw[first_z + 1 :])  # day 2, its re-close of day 1
+        # day 2, its re-close of day 1
+        ingest.store_records(list(enumerate(raw[first_z + 1 :], start=first_z + 2)))
         settle(ingest)
         assert len(sync_thread) == 1, "the re-close was not told"
         sync_thread[0].join(10)
