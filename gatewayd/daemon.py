@@ -121,8 +121,9 @@ class Gateway:
         # list is replaced, never changed in place, so the page's thread may read it unlocked
         self.errors: list[tuple[datetime, GatewayError]] = []
         self._errors_lock = threading.Lock()
-        self._last_snapshot = 0.0
-        self._last_slip_check = 0.0
+        self.monotonic: Callable[[], float] = time.monotonic  # injectable for tests
+        self._last_snapshot = -SNAPSHOT_EVERY  # the first turn publishes and checks slips
+        self._last_slip_check = -SLIP_CHECK_EVERY
         self._status_line = ""
         # publish() runs on the main loop and from callers such as the demo: one at a time,
         # so a snapshot gathered earlier never replaces one gathered later
@@ -280,16 +281,18 @@ class Gateway:
                 self._error(exc, register_id=ingest.register_id)
         if self.taps is not None:
             self.taps.step()
-        now = time.monotonic()
-        if now - self._last_slip_check >= SLIP_CHECK_EVERY:
-            self._last_slip_check = now
+        # each interval counts from the clock when its work ended, not from the turn's start:
+        # a slow or failed print must not bring the next check (or the snapshot) forward
+        if self.monotonic() - self._last_slip_check >= SLIP_CHECK_EVERY:
             try:
                 self._print_due_slips()
             except GatewayError as exc:
                 self._error(exc)
-        if now - self._last_snapshot >= SNAPSHOT_EVERY:
-            self._last_snapshot = now
+            finally:
+                self._last_slip_check = self.monotonic()
+        if self.monotonic() - self._last_snapshot >= SNAPSHOT_EVERY:
             self.publish()
+            self._last_snapshot = self.monotonic()
         if self._healthy():
             self.watchdog.loop_alive()
 
