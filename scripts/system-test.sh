@@ -10,6 +10,9 @@
 # that wheelhouse: the guest reaches no registry. Needs only Debian's and PyPI's registries
 # on the host; installs its own Debian packages. KVM when /dev/kvm is usable, TCG otherwise.
 # GATEWAYD_SYSTEST_KEEP=1 keeps the scratch directory (disks, console log) after a pass.
+#
+#   sudo bash scripts/system-test.sh power-cut [--cuts N]   the power-cut bench on the same rig
+#                                                           (bench/power_cut.py)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO="$(pwd)"
@@ -87,6 +90,12 @@ rm -rf "$src"
 say "wheelhouse ready ($(ls "$WORK/wheels" | wc -l) wheels)"
 
 # ---------------------------------------------------------------- boot and check
-timeout --signal=TERM 1500 .venv/bin/python system/systest.py \
-    --rootfs "$ROOTFS" --wheels "$WORK/wheels" --work "$WORK/run"
+if [ "${1:-}" = power-cut ]; then
+    shift
+    .venv/bin/python bench/power_cut.py --rootfs "$ROOTFS" --wheels "$WORK/wheels" \
+        --work "$WORK/run" "$@"
+else
+    timeout --signal=TERM 1500 .venv/bin/python system/systest.py \
+        --rootfs "$ROOTFS" --wheels "$WORK/wheels" --work "$WORK/run"
+fi
 say "done"

@@ -27,6 +27,7 @@ import re
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -360,8 +361,26 @@ class Rig:
                 f"journal store rows {rows}, distinct {distinct}, max {top}; register {last}")
 
     def page(self) -> httpx.Client:
+        """The page over HTTPS (beyond loopback it speaks nothing else), pinned to the box's
+        own self-signed certificate as read from the guest: what staff do with the
+        fingerprint on the setup slip."""
         if self.http is None:
-            self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.page_port}", timeout=15)
+            pem = self.sh("cat /var/lib/gatewayd/web-tls/cert.pem")
+            context = ssl.create_default_context(cadata=pem)
+            context.check_hostname = False  # pinned: only this certificate verifies
+            self.http = httpx.Client(base_url=f"https://127.0.0.1:{self.page_port}",
+                                     verify=context, timeout=15)
+            plain = httpx.get(f"http://127.0.0.1:{self.page_port}/login", timeout=15)
+            require(plain.status_code == 308
+                    and plain.headers.get("location", "").startswith("https://"),
+                    f"plain http /login answered {plain.status_code} "
+                    f"{plain.headers.get('location')!r}")
+            footer = self.http.get("/login").text
+            fingerprint = self.sh(f"{VENV}/python -c \"import sys; from gatewayd.web.tls "
+                                  "import fingerprint_of; print(fingerprint_of(open(sys.argv[1],"
+                                  " 'rb').read()))\" /var/lib/gatewayd/web-tls/cert.pem").strip()
+            require(fingerprint in footer,
+                    f"the page does not show the certificate's fingerprint {fingerprint}")
         return self.http
 
     @staticmethod
@@ -522,7 +541,8 @@ def days_flow(rig: Rig) -> None:
     require(day.status_code == 200, f"day page answered {day.status_code}")
     api = http.get("/api/status")
     require(api.status_code == 200, f"/api/status answered {api.status_code}")
-    ok(f"status page on 127.0.0.1:{rig.page_port}: login, overview, day "
+    ok(f"status page on 127.0.0.1:{rig.page_port} over HTTPS (plain http: 308 to https; "
+       "pinned to the box's certificate, its fingerprint in the footer): login, overview, day "
        f"{rig.dates[0]} ({len(day.text)} bytes), /api/status")
 
 
