@@ -13,6 +13,8 @@
 #
 #   sudo bash scripts/system-test.sh power-cut [--cuts N]   the power-cut bench on the same rig
 #                                                           (bench/power_cut.py)
+#   sudo bash scripts/system-test.sh sd-writes [--idle S]   bytes written to the card per
+#                                                           business day (bench/sd_writes.py)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO="$(pwd)"
@@ -90,10 +92,10 @@ rm -rf "$src"
 say "wheelhouse ready ($(ls "$WORK/wheels" | wc -l) wheels)"
 
 # ---------------------------------------------------------------- boot and check
-if [ "${1:-}" = power-cut ]; then
+if [ "${1:-}" = power-cut ] || [ "${1:-}" = sd-writes ]; then
+    bench="bench/${1//-/_}.py"
     shift
-    .venv/bin/python bench/power_cut.py --rootfs "$ROOTFS" --wheels "$WORK/wheels" \
-        --work "$WORK/run" "$@"
+    .venv/bin/python "$bench" --rootfs "$ROOTFS" --wheels "$WORK/wheels" --work "$WORK/run" "$@"
 else
     timeout --signal=TERM 1500 .venv/bin/python system/systest.py \
         --rootfs "$ROOTFS" --wheels "$WORK/wheels" --work "$WORK/run"

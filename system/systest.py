@@ -427,7 +427,9 @@ class Rig:
 
 # ---------------------------------------------------------------------------- the phases
 
-def provision(rig: Rig) -> None:
+def provision(rig: Rig, extra: str = "") -> None:
+    """Boot A: install.sh from the wheelhouse, the installer's steps, power off.
+    ``extra``: guest commands run before the power-off (benches tune the guest with it)."""
     assert rig.vm is not None
     rig.boot("A (provisioning)")
     t0 = time.monotonic()
@@ -453,6 +455,8 @@ def provision(rig: Rig) -> None:
            "/etc/systemd/system/ && systemctl enable freee-relay.socket")
     rig.sh(f"echo {PASSWORD} | {VENV}/gatewayd passwd --stdin --config "
            "/etc/gatewayd/gatewayd.toml")
+    if extra:
+        rig.sh(extra)
     rig.vm.poweroff(90 * rig.slow)
     ok("provisioned and powered off")
 
