@@ -48,17 +48,16 @@ src="$WORK/src"; mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$src"
 mkdir -p "$WORK/wheels"
 .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps -w "$WORK/wheels" "$src"
-# The dependencies as the Pi's Python (CPython 3.11, aarch64, glibc 2.36) needs them: binary
-# wheels only, so nothing is compiled on the box.
-.venv/bin/python - "$src/pyproject.toml" > "$WORK/requirements.txt" <<'PY'
-import sys, tomllib
-print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))
-PY
+# The dependencies as install.sh installs them (requirements.lock: pinned, hashed), in the
+# builds the Pi's Python (CPython 3.11, aarch64, glibc 2.36) takes: binary wheels only, so
+# nothing is compiled on the box. pip does not widen a --platform to older glibc levels by
+# itself: every manylinux_2_X from 2_17 (manylinux2014) to Debian 12's 2_36 is listed.
+platforms=(--platform manylinux2014_aarch64 --platform linux_aarch64 --platform any)
+for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_aarch64"); done
 .venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    --platform manylinux_2_36_aarch64 --platform manylinux_2_17_aarch64 \
-    --platform manylinux2014_aarch64 --platform linux_aarch64 --platform any \
-    --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-    -d "$WORK/wheels" -r "$WORK/requirements.txt" 2> >(grep -v "^WARNING: Location" >&2)
+    "${platforms[@]}" --python-version 3.11 --implementation cp \
+    --abi cp311 --abi abi3 --abi none \
+    -d "$WORK/wheels" -r requirements.lock 2> >(grep -v "^WARNING: Location" >&2)
 say "wheelhouse: $(ls "$WORK/wheels" | wc -l) wheels"
 
 # ---------------------------------------------------------------- the root file system

@@ -79,9 +79,9 @@ DEPS="$CACHE/wheels-$deps_key"
 if [ ! -d "$DEPS" ]; then
     say "wheelhouse of the dependencies: building ($DEPS)"
     rm -rf "$DEPS.tmp"
-    .venv/bin/python -m pip wheel -q --disable-pip-version-check -w "$DEPS.tmp" "$src" \
-        2> >(grep -v "^WARNING: Location" >&2)
-    rm -f "$DEPS.tmp"/gatewayd-*.whl
+    # What install.sh installs: requirements.lock (pinned, hashed).
+    .venv/bin/python -m pip wheel -q --disable-pip-version-check -w "$DEPS.tmp" \
+        -r requirements.lock 2> >(grep -v "^WARNING: Location" >&2)
     mv "$DEPS.tmp" "$DEPS"
     find "$CACHE" -maxdepth 1 -name 'wheels-*' ! -name "wheels-$deps_key" -exec rm -rf {} +
 fi
