@@ -57,6 +57,19 @@ def partitions(image: Path) -> list[tuple[int, int]]:
     return [(p["start"] * sector, p["size"] * sector) for p in table["partitions"]]
 
 
+def console_text(vm: VM) -> str:
+    """The serial console without its colour codes (systemd colours the unit names)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", vm.console.read_text("utf-8", "replace"))
+
+
+def started(vm: VM) -> bool:
+    """True once systemd says gatewayd.service started; a failed start fails at once."""
+    text = console_text(vm)
+    if "Failed to start gatewayd.service" in text:
+        vm.fail("gatewayd.service failed to start")
+    return "Started gatewayd.service" in text
+
+
 def extract(image: Path, start: int, size: int, dest: Path) -> None:
     run("dd", f"if={image}", f"of={dest}", "bs=1M", f"skip={start}", f"count={size}",
         "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none")
@@ -115,7 +128,7 @@ def main() -> int:
         try:
             ready = vm.wait_until(
                 "gatewayd.service to start (READY=1)",
-                lambda: "Started gatewayd.service" in vm.console.read_text("utf-8", "replace"),
+                lambda: started(vm),
                 args.timeout, 5.0)
             print(f"image_smoke: gatewayd.service started (READY=1) {ready:.0f} s after "
                   "power-on", flush=True)
