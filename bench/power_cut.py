@@ -121,7 +121,9 @@ def main() -> int:
                 totals["failed checks"] += 1
                 totals["doubled"] += "doubled" in text
                 totals["lost"] += "rows" in text or "no deal" in text
-                log(f"cycle {cycle}: FAILED (cut {where}): {text[:2000]}")
+                head, _, rest = text.partition("----- guest console")
+                tail = rest.rpartition("----- end of console -----")[2]
+                log(f"cycle {cycle}: FAILED (cut {where}): {head[:3000]}{tail[-4000:]}")
                 continue
             for key, value in result.items():
                 totals[key] += value

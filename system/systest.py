@@ -289,7 +289,9 @@ class Rig:
         return found
 
     def status(self) -> dict[str, Any]:
-        out = self.sh(f"{AS_GW} {VENV}/gatewayd status --json --config "
+        # --days: every day the run closed (the command shows the last 14 by default; the
+        # power-cut bench closes dozens).
+        out = self.sh(f"{AS_GW} {VENV}/gatewayd status --json --days 400 --config "
                       "/etc/gatewayd/gatewayd.toml")
         return json.loads(out)  # type: ignore[no-any-return]
 
