@@ -16,6 +16,7 @@ only the store and the configuration are needed to run.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -37,13 +38,16 @@ from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import SlipQueue
-from gatewayd.store.snapshot import write_snapshot
+from gatewayd.store.snapshot import remove_stale_temps, write_snapshot
 from gatewayd.sync.service import SyncService
 from gatewayd.web.model import DayStatus, HeldCause
 
 logger = logging.getLogger("gatewayd.daemon")
 
 SNAPSHOT_EVERY = 5.0
+# the snapshot file is written when it changed, and at least this often (its "time" is the
+# daemon's sign of life for `gatewayd status`, stale after 60 s): each write reaches the card
+SNAPSHOT_REFRESH = 30.0
 SLIP_CHECK_EVERY = 2.0  # closes awaiting their slip: the sync snapshot is read this often
 LOOP_TICK = 0.5
 SYNC_STUCK_AFTER = 600.0  # a sync step longer than this means the thread hangs
@@ -125,6 +129,7 @@ class Gateway:
         self._last_snapshot = -SNAPSHOT_EVERY  # the first turn publishes and checks slips
         self._last_slip_check = -SLIP_CHECK_EVERY
         self._status_line = ""
+        self._written: tuple[str, float] | None = None  # what the snapshot file holds, when
         # publish() runs on the main loop and from callers such as the demo: one at a time,
         # so a snapshot gathered earlier never replaces one gathered later
         self._publish_lock = threading.Lock()
@@ -142,6 +147,13 @@ class Gateway:
 
     def start(self) -> None:
         """Open the store, start every part; each optional part may fail alone."""
+        try:
+            stale = remove_stale_temps(self.state_dir)
+        except OSError as exc:  # an unreadable state directory fails later, with its reason
+            logger.warning("stale snapshot files not removed: %s", exc)
+        else:
+            if stale:
+                logger.info("removed %d snapshot temporary file(s) left by a power cut", stale)
         self.sync = self._sync_factory(self.settings, self)
         for reg in self.settings.registers:
             ingest = RegisterIngest(self.store, reg, self.listener)
@@ -452,7 +464,15 @@ class Gateway:
         with self._publish_lock:
             try:
                 data = self.status_data()
-                write_snapshot(self.state_dir, data)
+                essence = _snapshot_essence(data)
+                now = self.monotonic()
+                if (
+                    self._written is None
+                    or self._written[0] != essence
+                    or now - self._written[1] >= SNAPSHOT_REFRESH
+                ):
+                    write_snapshot(self.state_dir, data)
+                    self._written = (essence, self.monotonic())
             except (GatewayError, OSError) as exc:
                 logger.warning("status snapshot not written: %s", exc)
                 return
@@ -489,6 +509,14 @@ def _default_printer(
         return None
     queue = SlipQueue(settings.state_dir) if slip.enabled else None
     return PrinterMonitor(printer, drawer, slip, queue, on_drawer_alert=on_drawer_alert)
+
+
+def _snapshot_essence(data: dict[str, Any]) -> str:
+    """The snapshot without what changes on every gathering (the printer's last poll)."""
+    devices = data.get("devices")
+    if isinstance(devices, dict) and "last_poll" in devices:
+        data = dict(data, devices={k: v for k, v in devices.items() if k != "last_poll"})
+    return json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
 
 
 def run_daemon(settings: Settings) -> int:

@@ -498,7 +498,7 @@ def test_a_reader_sees_a_whole_snapshot_at_any_point_of_a_write(
 
         def __getattr__(self, name: str) -> Any:
             real = getattr(os, name)
-            if name not in ("fsync", "replace"):
+            if name != "replace":
                 return real
 
             def step(*args: Any) -> Any:
@@ -509,5 +509,5 @@ def test_a_reader_sees_a_whole_snapshot_at_any_point_of_a_write(
 
     monkeypatch.setattr(snapshot_module, "os", OsWithReaders())
     write_snapshot(tmp_path, {"n": 2, "more": "x" * 10_000})
-    assert [d.get("n") for d in seen] == [1, 1]
+    assert [d.get("n") for d in seen] == [1]
     assert read_snapshot(tmp_path)["n"] == 2

@@ -1,8 +1,17 @@
 """The daemon's live status snapshot: a small JSON file replaced atomically.
 
-The daemon writes it every few seconds (link states, devices, freee link, per-day sync
+The daemon gathers it every few seconds (link states, devices, freee link, per-day sync
 states) so that ``gatewayd status`` and other processes can show live parts without
-talking to the daemon. Written by fsync + atomic rename: a reader never sees half a file.
+talking to the daemon; it writes the file when it changed, and every 30 s regardless
+(``daemon.SNAPSHOT_REFRESH``) so that its ``time`` says the daemon is alive. Written to a
+temporary file and renamed over the old one: a reader never sees half a file.
+
+No fsync: the snapshot is a view, not a record (the stores are the record). Synced every 5 s
+it was nearly all of what an idle box wrote to its SD card (each fsync forces an ext4
+journal commit: ~650 MiB a day, bench/sd_writes.py); unsynced, the writes ride ext4's own
+commit. After a power cut the file may be old, or empty (read as "no snapshot"), until the
+daemon writes it again seconds after it starts; temporary files a cut left behind are
+removed at start (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -23,13 +32,24 @@ def write_snapshot(state_dir: Path, data: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, ensure_ascii=False, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, state_dir / FILE_NAME)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(state_dir: Path) -> int:
+    """Remove the temporary files of writes a power cut interrupted; how many there were.
+    Called once at start, before any write of this process."""
+    removed = 0
+    for tmp in state_dir.glob(".status.*.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def read_snapshot(state_dir: Path) -> dict[str, Any]:
