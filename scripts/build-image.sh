@@ -97,12 +97,11 @@ mmdebstrap --architectures=arm64 --variant=apt --mode=root \
     --customize-hook="install -m 644 '$F/10-wired.network' '$F/20-wlan.network' \"\$1/etc/systemd/network/\"" \
     --customize-hook="mkdir -p \"\$1/etc/systemd/journald.conf.d\" && install -m 644 '$F/journald-sdcard.conf' \"\$1/etc/systemd/journald.conf.d/gatewayd-sdcard.conf\"" \
     --customize-hook="install -m 755 '$F/gatewayd-growroot' '$F/gatewayd-sysconf' \"\$1/usr/local/sbin/\"" \
-    --customize-hook="install -m 644 '$F/gatewayd-growroot.service' '$F/gatewayd-sysconf.service' \"\$1/etc/systemd/system/\"" \
-    --customize-hook='chroot "$1" systemctl enable systemd-networkd systemd-timesyncd gatewayd-growroot.service gatewayd-sysconf.service' \
+    --customize-hook="install -m 644 '$F/gatewayd-growroot.service' '$F/gatewayd-sysconf.service' '$F/gatewayd-ssh-keys.service' \"\$1/etc/systemd/system/\"" \
+    --customize-hook='chroot "$1" systemctl enable systemd-networkd systemd-timesyncd gatewayd-growroot.service gatewayd-sysconf.service gatewayd-ssh-keys.service' \
     --customize-hook='ln -sf /usr/share/zoneinfo/Asia/Tokyo "$1/etc/localtime"; echo Asia/Tokyo > "$1/etc/timezone"' \
     --customize-hook='chroot "$1" passwd -dq root' \
     --customize-hook='rm -f "$1/etc/machine-id"; touch "$1/etc/machine-id"; rm -f "$1"/etc/ssh/ssh_host_*' \
-    --customize-hook='chroot "$1" systemctl enable regenerate-ssh-host-keys.service 2>/dev/null || true' \
     --customize-hook="mkdir -p \"\$1/tmp/gatewayd\" && cp -a '$src' '$WORK/wheels' \"\$1/tmp/gatewayd/\"" \
     --customize-hook="install -D -m 755 '$F/chroot-shim' \"\$1/tmp/gatewayd/shim/systemctl\" && install -D -m 755 '$F/chroot-shim' \"\$1/tmp/gatewayd/shim/udevadm\"" \
     --customize-hook='chroot "$1" env PATH=/tmp/gatewayd/shim:/usr/sbin:/usr/bin:/sbin:/bin PIP_FIND_LINKS= bash -c "cd /tmp/gatewayd/src && bash install.sh --no-apt --no-start --wheel \"\$(ls /tmp/gatewayd/wheels/gatewayd-*.whl)\" --pip-args \"--no-index --find-links /tmp/gatewayd/wheels\""' \
