@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # build-image.sh [OUTDIR] - the card an installer flashes: gatewayd-VERSION-arm64.img.xz
 #
-# Debian bookworm arm64 (the release of Raspberry Pi OS Bookworm) with Debian's own
+# Debian trixie arm64 (the release of Raspberry Pi OS since late 2025) with Debian's own
 # Raspberry Pi support (raspi-firmware: the Pi's boot firmware and config.txt/cmdline.txt
-# written from the kernel's hooks; linux-image-arm64: the kernel with the Pi 3B+/4 device
-# trees), built with mmdebstrap under qemu-user-static/binfmt_misc, no loop device needed.
+# written from the kernel's hooks; linux-image-arm64 from trixie-backports: the kernel with
+# the Pi 3B+/4/5 device trees and the Pi 5's RP1 drivers, through which its USB ports and
+# Ethernet run), built with mmdebstrap under qemu-user-static/binfmt_misc, no loop device.
 # gatewayd, its dependencies (from a wheelhouse built here) and every system package are
 # inside: the box needs no Internet when it is installed. install.sh does the install, in the
 # image's chroot (--no-apt --no-start --wheel --pip-args). See docs/install.md.
@@ -23,6 +24,7 @@ say() { echo "build-image: [$(( $(date +%s) - T0 )) s] $*"; }
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
 IMG="$OUT/gatewayd-$VERSION-arm64.img"
 BOOT_MB=512
+SUITE=trixie PYTHON=3.13 GLIBC=41
 
 need=()
 for cmd in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
@@ -48,50 +50,34 @@ src="$WORK/src"; mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$src"
 mkdir -p "$WORK/wheels"
 .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps -w "$WORK/wheels" "$src"
-# The dependencies as install.sh installs them (requirements.lock: pinned, hashed), in the
-# builds the Pi's Python (CPython 3.11, aarch64, glibc 2.36) takes: binary wheels only, so
-# nothing is compiled on the box. pip does not widen a --platform to older glibc levels by
-# itself: every manylinux_2_X from 2_17 (manylinux2014) to Debian 12's 2_36 is listed.
-platforms=(--platform manylinux2014_aarch64 --platform linux_aarch64 --platform any)
-for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_aarch64"); done
-.venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    "${platforms[@]}" --python-version 3.11 --implementation cp \
-    --abi cp311 --abi abi3 --abi none \
-    -d "$WORK/wheels" -r requirements.lock 2> >(grep -v "^WARNING: Location" >&2)
+# The dependencies for the Pi's Python (trixie: CPython 3.13, aarch64, glibc 2.41).
+bash scripts/wheelhouse.sh "$WORK/wheels" aarch64 "$PYTHON" "$GLIBC"
 say "wheelhouse: $(ls "$WORK/wheels" | wc -l) wheels"
 
 # ---------------------------------------------------------------- the root file system
-sources="$WORK/sources"
-: > "$sources"
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
-    [ -s "$f" ] || continue
-    # The host's Debian mirrors, with the component the Pi's firmware and Wi-Fi need.
-    case "$f" in
-        *.sources) sed -e 's/^Components:.*/Components: main non-free-firmware/' "$f" >> "$sources"; echo >> "$sources" ;;
-        *) grep -E '^deb ' "$f" | sed -e 's/ main$/ main non-free-firmware/' >> "$sources" || true ;;
-    esac
-done
-case "$(head -c 200 "$sources")" in *Types:*) mv "$sources" "$sources.sources"; sources="$sources.sources" ;; esac
+sources="$WORK/debian.sources"
+bash system/debian-sources.sh "$SUITE" > "$sources"
 
 # install.sh (not --root: its venv must be made by the image's own python3) calls
 # `systemctl daemon-reload` and `udevadm control --reload`, which fail in a chroot: the shim
 # (image/files/chroot-shim) answers those two as the booted system would, nothing else.
 PACKAGES=(
-    raspi-firmware linux-image-arm64 firmware-brcm80211 wpasupplicant
+    raspi-firmware initramfs-tools "linux-image-arm64/$SUITE-backports" firmware-brcm80211 wpasupplicant
     systemd systemd-sysv systemd-timesyncd udev dbus kmod iproute2 iputils-ping avahi-daemon
     openssh-server sudo ca-certificates fdisk cloud-guest-utils dosfstools locales tzdata
     python3 python3-venv python3-pip python3-systemd libusb-1.0-0
 )
 ROOT="$WORK/root"
 F="$REPO/image/files"
-say "mmdebstrap bookworm arm64 (under qemu-user: slow)"
+say "mmdebstrap $SUITE arm64 (under qemu-user: slow)"
 mmdebstrap --architectures=arm64 --variant=apt --mode=root \
     --aptopt='Acquire::Check-Valid-Until "false"' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --include="$(IFS=,; echo "${PACKAGES[*]}")" \
     --customize-hook='printf "%s\n" "ROOTPART=LABEL=rootfs" "CONSOLES=\"tty1 ttyS1,115200\"" >> "$1/etc/default/raspi-firmware"' \
-    --customize-hook='for k in "$1"/lib/modules/*; do chroot "$1" /etc/kernel/postinst.d/z50-raspi-firmware "$(basename "$k")"; done' \
+    --customize-hook="install -m 755 '$F/z51-gatewayd-pi5-dtb' \"\$1/etc/kernel/postinst.d/\"" \
+    --customize-hook='for k in "$1"/lib/modules/*; do for h in z50-raspi-firmware z51-gatewayd-pi5-dtb; do DEB_MAINT_PARAMS=configure chroot "$1" /etc/kernel/postinst.d/$h "$(basename "$k")"; done; done' \
     --customize-hook='echo gatewayd > "$1/etc/hostname"; printf "127.0.0.1\tlocalhost\n127.0.1.1\tgatewayd\n" > "$1/etc/hosts"' \
     --customize-hook='printf "%s\n" "LABEL=rootfs / ext4 rw,noatime,commit=30,errors=remount-ro 0 1" "LABEL=bootfs /boot/firmware vfat defaults,noatime 0 2" > "$1/etc/fstab"' \
     --customize-hook="install -m 644 '$F/10-wired.network' '$F/20-wlan.network' \"\$1/etc/systemd/network/\"" \
@@ -107,7 +93,7 @@ mmdebstrap --architectures=arm64 --variant=apt --mode=root \
     --customize-hook='chroot "$1" env PATH=/tmp/gatewayd/shim:/usr/sbin:/usr/bin:/sbin:/bin PIP_FIND_LINKS= bash -c "cd /tmp/gatewayd/src && bash install.sh --no-apt --no-start --wheel \"\$(ls /tmp/gatewayd/wheels/gatewayd-*.whl)\" --pip-args \"--no-index --find-links /tmp/gatewayd/wheels\""' \
     --customize-hook='rm -rf "$1/tmp/gatewayd" "$1/var/lib/apt/lists/"* "$1/var/cache/apt/"*.bin' \
     --customize-hook="install -m 644 '$F/sysconf.txt.example' \"\$1/boot/firmware/sysconf.txt.example\"" \
-    bookworm "$ROOT" "$sources" > "$WORK/mmdebstrap.log" 2>&1 || {
+    "$SUITE" "$ROOT" "$sources" > "$WORK/mmdebstrap.log" 2>&1 || {
         tail -40 "$WORK/mmdebstrap.log" >&2; echo "build-image: mmdebstrap failed" >&2; exit 1; }
 say "root file system built ($(du -sh "$ROOT" | cut -f1))"
 
