@@ -3,7 +3,7 @@
 #
 #   sudo bash scripts/system-test.sh        (root: mmdebstrap, QEMU with KVM)
 #
-# Builds a Debian bookworm root file system with mmdebstrap (cached, keyed by its inputs, in
+# Builds a Debian trixie root file system with mmdebstrap (cached, keyed by its inputs, in
 # $GATEWAYD_SYSTEST_CACHE, default ~/.cache/gatewayd-system-test; built from scratch when
 # absent), a wheelhouse of gatewayd's dependencies (cached the same way) and gatewayd's own
 # wheel (every run), then boots the guest and installs gatewayd in it with install.sh from
@@ -40,7 +40,7 @@ CACHE="${GATEWAYD_SYSTEST_CACHE:-$HOME/.cache/gatewayd-system-test}"
 mkdir -p "$CACHE"
 
 # ---------------------------------------------------------------- root file system (cached)
-rootfs_key="$( { cat system/build-rootfs.sh system/guest/10-qemu.network \
+rootfs_key="$( { cat system/build-rootfs.sh system/debian-sources.sh system/guest/10-qemu.network \
     system/guest/gatewayd-systest-agent.service; mmdebstrap --version; dpkg --print-architecture; } \
     | sha256sum | cut -c1-16)"
 ROOTFS="$CACHE/rootfs-$rootfs_key"
@@ -73,15 +73,16 @@ src="$WORK/src"
 mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard \
     | (cd "$REPO" && xargs -0 cp --parents -t "$src" 2>/dev/null || true)
-deps_key="$( { cat pyproject.toml; cat requirements*.txt *.lock 2>/dev/null || true; } \
+# The guest's Python: trixie's CPython 3.13 on this machine's architecture, glibc 2.41.
+GUEST_ARCH="$(uname -m)" GUEST_PYTHON=3.13 GUEST_GLIBC=41
+deps_key="$( { cat pyproject.toml scripts/wheelhouse.sh; echo "$GUEST_ARCH $GUEST_PYTHON $GUEST_GLIBC"
+    cat requirements*.txt *.lock 2>/dev/null || true; } \
     | sha256sum | cut -c1-16)"
 DEPS="$CACHE/wheels-$deps_key"
 if [ ! -d "$DEPS" ]; then
     say "wheelhouse of the dependencies: building ($DEPS)"
     rm -rf "$DEPS.tmp"
-    # What install.sh installs: requirements.lock (pinned, hashed).
-    .venv/bin/python -m pip wheel -q --disable-pip-version-check -w "$DEPS.tmp" \
-        -r requirements.lock 2> >(grep -v "^WARNING: Location" >&2)
+    bash scripts/wheelhouse.sh "$DEPS.tmp" "$GUEST_ARCH" "$GUEST_PYTHON" "$GUEST_GLIBC"
     mv "$DEPS.tmp" "$DEPS"
     find "$CACHE" -maxdepth 1 -name 'wheels-*' ! -name "wheels-$deps_key" -exec rm -rf {} +
 fi

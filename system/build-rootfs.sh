@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build-rootfs.sh OUTDIR - the system test's guest: a Debian root file system of the Pi's
-# release (bookworm, as Raspberry Pi OS Bookworm), built with mmdebstrap from the host's own
-# apt sources, as a raw ext4 image (OUTDIR/root.img) plus its kernel and initrd for QEMU's
+# release (trixie, as Raspberry Pi OS and the card image of scripts/build-image.sh), built
+# with mmdebstrap from the host's own Debian mirrors (system/debian-sources.sh), as a raw ext4 image (OUTDIR/root.img) plus its kernel and initrd for QEMU's
 # direct kernel boot (OUTDIR/vmlinuz, OUTDIR/initrd.img).
 #
 # It holds the system packages that install.sh needs (so install.sh's apt step finds them
@@ -17,7 +17,7 @@
 set -euo pipefail
 OUT="${1:?usage: build-rootfs.sh OUTDIR}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SUITE=bookworm
+SUITE=trixie
 # What install.sh's step_packages checks for (APT_PACKAGES), then what a Pi OS Lite box has
 # that the test uses (dbus for systemd-analyze, kmod for the usb-serial modules).
 PACKAGES=(
@@ -26,16 +26,11 @@ PACKAGES=(
     linux-image-amd64 initramfs-tools
 )
 
-sources=()
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [ -s "$f" ] && grep -qv '^\s*#' "$f" && sources+=("$f")
-done
-[ ${#sources[@]} -gt 0 ] || { echo "build-rootfs: no apt sources on this host" >&2; exit 2; }
-
 mkdir -p "$OUT"
 work="$(mktemp -d "$OUT/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
+bash "$HERE/debian-sources.sh" "$SUITE" > "$work/debian.sources"
 
 # eatmydata: dpkg without its fsync()s while the tree is built (nothing here has to survive
 # a crash of the build; the image written at the end is what counts).
@@ -60,7 +55,7 @@ mmdebstrap --variant=apt --mode=root \
     --customize-hook='chroot "$1" update-initramfs -u -k all' \
     --customize-hook="cp -L \"\$1/vmlinuz\" '$work/vmlinuz' && cp -L \"\$1/initrd.img\" '$work/initrd.img'" \
     --customize-hook='rm -rf "$1/var/lib/apt/lists/"* "$1/var/cache/apt/"*.bin' \
-    "$SUITE" "$root" "${sources[@]}"
+    "$SUITE" "$root" "$work/debian.sources"
 
 # Sparse 3 GiB ext4 made from the tree (ownership and modes kept): no loop mount needed.
 mkfs.ext4 -q -F -L gwroot -d "$root" "$work/root.img" 3G
