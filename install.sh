@@ -1,5 +1,5 @@
 #!/bin/bash
-# install.sh - install gatewayd on Raspberry Pi OS (Bookworm) in one command.
+# install.sh - install gatewayd on Raspberry Pi OS or Debian (Bookworm or Trixie) in one command.
 #
 #   sudo ./install.sh                     install or update, enable and start the service
 #   sudo ./install.sh --uninstall         remove it; keeps /var/lib/gatewayd, /etc/gatewayd

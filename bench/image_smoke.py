@@ -79,6 +79,42 @@ def extract(image: Path, start: int, size: int, dest: Path) -> None:
         "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none")
 
 
+# What each Raspberry Pi model's firmware looks for on the boot partition (docs/install.md,
+# "Models"), and what the kernel must bring for the Pi 5's USB ports (its RP1 south bridge).
+PI_BOOT_FILES = {
+    "3B+": ["bootcode.bin", "start.elf", "fixup.dat", "bcm2837-rpi-3-b-plus.dtb"],
+    "4/400": ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb"],
+    "5": ["bcm2712-rpi-5-b.dtb", "bcm2712-d-rpi-5-b.dtb", "bcm2712d0-rpi-5-b.dtb"],
+}
+PI5_MODULES = ["rp1_pci", "clk-rp1", "pinctrl-rp1", "dwc3", "ftdi_sio"]
+PI5_DT_NODES = [b"usb@40200000", b"usb@40300000"]  # RP1's two USB controllers
+
+
+def check_pi_boot(fat: str, root: Path, kernel: str, work: Path) -> list[str]:
+    """The files a real Pi boots from, which QEMU's virt board does not read: what is missing."""
+    missing: list[str] = []
+    listing = set(run("mdir", "-b", "-i", fat, "::").split())
+    present = {name.rsplit("/", 1)[-1] for name in listing}
+    for model, files in PI_BOOT_FILES.items():
+        missing += [f"{f} (Pi {model})" for f in files if f not in present]
+    config = run("mtype", "-i", fat, "::config.txt")
+    wants = re.findall(r"^(?:kernel=|initramfs )(\S+)", config, re.M)
+    if len(wants) != 2:
+        missing.append("kernel= and initramfs lines in config.txt")
+    missing += [f"{w} (config.txt names it)" for w in wants if w not in present]
+    if "root=LABEL=rootfs" not in run("mtype", "-i", fat, "::cmdline.txt"):
+        missing.append("root=LABEL=rootfs in cmdline.txt")
+    if "bcm2712-rpi-5-b.dtb" in present:
+        run("mcopy", "-n", "-i", fat, "::bcm2712-rpi-5-b.dtb", str(work / "pi5.dtb"))
+        dtb = (work / "pi5.dtb").read_bytes()
+        missing += [f"{n.decode()} in bcm2712-rpi-5-b.dtb" for n in PI5_DT_NODES if n not in dtb]
+    version = kernel.removeprefix("vmlinuz-")
+    deps = run("debugfs", "-R", f"cat /usr/lib/modules/{version}/modules.dep", str(root))
+    found = {Path(line.split(":", 1)[0]).name.split(".ko")[0] for line in deps.splitlines()}
+    missing += [f"module {m} (Pi 5 USB)" for m in PI5_MODULES if m not in found]
+    return missing
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("image", type=Path)
@@ -106,6 +142,12 @@ def main() -> int:
         initrd = sorted(re.findall(r"/(initrd\.img-[^/]+)/", names))[-1]
         run("debugfs", "-R", f"dump /boot/{kernel} {work / 'vmlinuz'}", str(root))
         run("debugfs", "-R", f"dump /boot/{initrd} {work / 'initrd.img'}", str(root))
+        missing = check_pi_boot(fat, root, kernel, work)
+        if missing:
+            print(f"image_smoke: FAIL: not on the card: {', '.join(missing)}", flush=True)
+            return 1
+        print(f"image_smoke: the Pi 3B+/4/5 boot files and the Pi 5's RP1 modules are on the card"
+              f" ({kernel})", flush=True)
         (work / "gatewayd.toml").write_text(CONFIG, encoding="utf-8")
         run("mcopy", "-i", fat, str(work / "gatewayd.toml"), "::gatewayd.toml")
         (work / "web-password").write_text(hash_password(PASSWORD) + "\n", encoding="utf-8")

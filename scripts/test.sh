@@ -37,7 +37,7 @@ for i in "${!runs[@]}"; do
 done
 [ "$failed" = 0 ] || exit "$failed"
 
-# The box booted: gatewayd installed by install.sh in a Debian bookworm guest under QEMU,
+# The box booted: gatewayd installed by install.sh in a Debian trixie guest under QEMU,
 # systemd, udev, first boot, watchdog, reboot (scripts/system-test.sh, docs/reliability.md).
 # Needs root (mmdebstrap, QEMU). GATEWAYD_SYSTEM_TEST=0 leaves it out of a quick local run;
 # CI never sets it.
