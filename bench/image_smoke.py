@@ -1,6 +1,8 @@
 """Boot smoke test of the arm64 card image in qemu-system-aarch64 (TCG): it boots, the
-root partition grows to the card, the card's configuration is imported, the unit reaches
-READY, the page answers. Prints the time of each step.
+root partition grows to the card, the card's configuration and ``sysconf.txt`` (host name,
+time zone, Wi-Fi) are applied, the unit reaches READY, the page answers. Before booting, the
+files each Raspberry Pi model boots from are checked on the card. Prints the time of each
+step.
 
     sudo .venv/bin/python bench/image_smoke.py dist/gatewayd-0.1.0-arm64.img
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+from cryptography import x509
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "system"))
 
@@ -44,6 +48,15 @@ client_id = "smoke-test"
 [web]
 address = "0.0.0.0"
 port = 8080
+"""
+
+# What an installer drops as bootfs/sysconf.txt (docs/install.md, step 3).
+SYSCONF = """# smoke test
+hostname=smoke-gw
+timezone=Europe/London
+wifi_country=JP
+wifi_ssid=smoke-shop
+wifi_psk=smoke-pass-123
 """
 
 
@@ -102,8 +115,11 @@ def check_pi_boot(fat: str, root: Path, kernel: str, work: Path) -> list[str]:
     if len(wants) != 2:
         missing.append("kernel= and initramfs lines in config.txt")
     missing += [f"{w} (config.txt names it)" for w in wants if w not in present]
-    if "root=LABEL=rootfs" not in run("mtype", "-i", fat, "::cmdline.txt"):
+    cmdline = run("mtype", "-i", fat, "::cmdline.txt")
+    if "root=LABEL=rootfs" not in cmdline:
         missing.append("root=LABEL=rootfs in cmdline.txt")
+    if "cma=" in cmdline:
+        missing.append("cmdline.txt without cma= (a Pi 4 does not boot with cma=64M)")
     if "bcm2712-rpi-5-b.dtb" in present:
         run("mcopy", "-n", "-i", fat, "::bcm2712-rpi-5-b.dtb", str(work / "pi5.dtb"))
         dtb = (work / "pi5.dtb").read_bytes()
@@ -113,6 +129,25 @@ def check_pi_boot(fat: str, root: Path, kernel: str, work: Path) -> list[str]:
     found = {Path(line.split(":", 1)[0]).name.split(".ko")[0] for line in deps.splitlines()}
     missing += [f"module {m} (Pi 5 USB)" for m in PI5_MODULES if m not in found]
     return missing
+
+
+def sysconf_applied(root: Path, card_names: list[str], cert_names: list[str]) -> str:
+    """What of SYSCONF is not so on the powered-off card ("" when all is)."""
+    wrong: list[str] = []
+    if "::/sysconf.txt" in card_names:
+        wrong.append("still on the card (it holds the Wi-Fi passphrase)")
+    if run("debugfs", "-R", "cat /etc/hostname", str(root)).strip() != "smoke-gw":
+        wrong.append("/etc/hostname")
+    if "smoke-gw.local" not in cert_names:
+        wrong.append("the page's certificate does not name smoke-gw.local")
+    if run("debugfs", "-R", "cat /etc/timezone", str(root)).strip() != "Europe/London":
+        wrong.append("/etc/timezone")
+    wpa = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"
+    if 'ssid="smoke-shop"' not in run("debugfs", "-R", f"cat {wpa}", str(root)):
+        wrong.append(wpa)
+    elif "Mode:  0600" not in run("debugfs", "-R", f"stat {wpa}", str(root)):
+        wrong.append(f"{wpa} readable by others")
+    return "; ".join(wrong)
 
 
 def main() -> int:
@@ -150,6 +185,8 @@ def main() -> int:
               f" ({kernel})", flush=True)
         (work / "gatewayd.toml").write_text(CONFIG, encoding="utf-8")
         run("mcopy", "-i", fat, str(work / "gatewayd.toml"), "::gatewayd.toml")
+        (work / "sysconf.txt").write_text(SYSCONF, encoding="utf-8")
+        run("mcopy", "-i", fat, str(work / "sysconf.txt"), "::sysconf.txt")
         (work / "web-password").write_text(hash_password(PASSWORD) + "\n", encoding="utf-8")
         passwd = run("debugfs", "-R", "cat /etc/passwd", str(root))
         uid = next(line.split(":")[2:4] for line in passwd.splitlines()
@@ -206,6 +243,11 @@ def main() -> int:
             total = time.monotonic() - t1
             print(f"image_smoke: page answered and login worked {total:.0f} s after power-on",
                   flush=True)
+            # sysconf.txt ran before gatewayd's first start: its certificate names the host.
+            pem = ssl.get_server_certificate(("127.0.0.1", page), timeout=30)
+            cert = x509.load_pem_x509_certificate(pem.encode())
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            cert_names = san.get_values_for_type(x509.DNSName)
             time.sleep(30)  # the import's and the growth's writes reach the disk
             failed(vm)
         finally:
@@ -218,7 +260,13 @@ def main() -> int:
         print(f"image_smoke: root partition grew by {grown / 2**30:.2f} GiB "
               f"({before[1][1] / 2**20:.0f} -> {after[1][1] / 2**20:.0f} MiB); "
               f"gatewayd.toml imported from the boot partition: {imported}")
-        if grown < 3 * 2**30 or not imported:
+        root = work / "root.ext4"
+        extract(card, after[1][0], after[1][1], root)
+        sysconf = sysconf_applied(root, card_names, cert_names)
+        root.unlink()
+        print(f"image_smoke: sysconf.txt: {sysconf or 'applied and removed'} "
+              f"(certificate names: {', '.join(cert_names)})")
+        if grown < 3 * 2**30 or not imported or sysconf:
             print("image_smoke: FAIL", flush=True)
             return 1
     print(f"image_smoke: total {time.monotonic() - t0:.0f} s")

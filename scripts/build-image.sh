@@ -69,13 +69,18 @@ PACKAGES=(
 )
 ROOT="$WORK/root"
 F="$REPO/image/files"
+# raspi-firmware's kernel hook writes config.txt and cmdline.txt from
+# /etc/default/raspi-firmware; it is run again (as a kernel install would) once that is set:
+# the root by its label (mainline kernels name a Pi's SD card mmcblk0 or mmcblk1, the hook's
+# default is /dev/mmcblk0p2), no cma= (the hook leaves it out on a Pi 4 itself, where 64M
+# "renders it unbootable"; a headless box needs no GPU memory on any model).
 say "mmdebstrap $SUITE arm64 (under qemu-user: slow)"
 mmdebstrap --architectures=arm64 --variant=apt --mode=root \
     --aptopt='Acquire::Check-Valid-Until "false"' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --include="$(IFS=,; echo "${PACKAGES[*]}")" \
-    --customize-hook='printf "%s\n" "ROOTPART=LABEL=rootfs" "CONSOLES=\"tty1 ttyS1,115200\"" >> "$1/etc/default/raspi-firmware"' \
+    --customize-hook='printf "%s\n" "ROOTPART=LABEL=rootfs" "CONSOLES=\"tty1 ttyS1,115200\"" "CMA=0" >> "$1/etc/default/raspi-firmware"' \
     --customize-hook="install -m 755 '$F/z51-gatewayd-pi5-dtb' \"\$1/etc/kernel/postinst.d/\"" \
     --customize-hook='for k in "$1"/lib/modules/*; do for h in z50-raspi-firmware z51-gatewayd-pi5-dtb; do DEB_MAINT_PARAMS=configure chroot "$1" /etc/kernel/postinst.d/$h "$(basename "$k")"; done; done' \
     --customize-hook='echo gatewayd > "$1/etc/hostname"; printf "127.0.0.1\tlocalhost\n127.0.1.1\tgatewayd\n" > "$1/etc/hosts"' \
