@@ -262,6 +262,12 @@ def main() -> int:
               f"gatewayd.toml imported from the boot partition: {imported}")
         root = work / "root.ext4"
         extract(card, after[1][0], after[1][1], root)
+        # The VM was killed: what ext4 committed is in its journal, which debugfs does not
+        # read. e2fsck replays it (on this copy), as the next boot would.
+        fsck = subprocess.run(["e2fsck", "-fy", str(root)], capture_output=True, text=True)
+        if fsck.returncode not in (0, 1):
+            print(f"image_smoke: FAIL: e2fsck of the root after the run: {fsck.stdout[-500:]}")
+            return 1
         sysconf = sysconf_applied(root, card_names, cert_names)
         root.unlink()
         print(f"image_smoke: sysconf.txt: {sysconf or 'applied and removed'} "
