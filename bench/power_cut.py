@@ -82,6 +82,7 @@ def main() -> int:
     totals = {"cuts": 0, "in boot": 0, "in work": 0, "fs_errors": 0, "corrupt": 0,
               "slips_missing": 0, "lost": 0, "doubled": 0, "failed checks": 0}
     t0 = time.monotonic()
+    deals = 0
     try:
         rig.setup()
         provision(rig)
@@ -128,13 +129,14 @@ def main() -> int:
             for key, value in result.items():
                 totals[key] += value
             log(f"cycle {cycle}, cuts {totals['cuts']}/{args.cuts} ({where}): {result}")
+        deals = len(rig.deals())  # before teardown stops the emulator
     except (Failure, GuestError) as exc:
         log(f"FAIL {exc}")
         return 1
     finally:
         rig.teardown()
     log(f"power_cut: {totals} in {time.monotonic() - t0:.0f} s; "
-        f"{len(rig.deals())} deals in freee for {closed} days")
+        f"{deals} deals in freee for {closed} days")
     bad = ("fs_errors", "corrupt", "slips_missing", "lost", "doubled", "failed checks")
     return 0 if all(totals[k] == 0 for k in bad) else 1
 
