@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from gatewayd import notify
@@ -38,7 +39,7 @@ from gatewayd.ingest import RegisterIngest, day_totals_of, rebuild_day
 from gatewayd.protocol.records import BusinessDay
 from gatewayd.store.journal import JournalStore
 from gatewayd.store.slips import SlipQueue
-from gatewayd.store.snapshot import remove_stale_temps, write_snapshot
+from gatewayd.store.snapshot import link_snapshot, remove_stale_temps, write_snapshot
 from gatewayd.sync.service import SyncService
 from gatewayd.web.model import DayStatus, HeldCause
 
@@ -101,9 +102,13 @@ class Gateway:
         | None = None,
         web: bool = True,
         web_port: int | None = None,
+        runtime_dir: Path | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = settings.state_dir
+        # where the status snapshot is written: systemd's RuntimeDirectory= (a tmpfs, off the
+        # SD card) when given, else the state directory itself (demo, tests, a manual run)
+        self.snapshot_dir = runtime_dir or self.state_dir
         self.stop_event = threading.Event()
         self.wake_sync = threading.Event()
         self.store = JournalStore.in_state_dir(self.state_dir)
@@ -134,6 +139,22 @@ class Gateway:
         # so a snapshot gathered earlier never replaces one gathered later
         self._publish_lock = threading.Lock()
 
+    def _link_snapshot(self) -> None:
+        """Point the state directory's ``status.json`` at the runtime directory's; if that
+        cannot be done, write the snapshot in the state directory as before (readers look
+        there)."""
+        if self.snapshot_dir == self.state_dir:
+            return
+        try:
+            remove_stale_temps(self.snapshot_dir)
+            if link_snapshot(self.state_dir, self.snapshot_dir):
+                logger.info("status snapshot in %s (linked from %s)", self.snapshot_dir,
+                            self.state_dir)
+        except OSError as exc:
+            logger.warning("status snapshot kept in %s: cannot link it to %s: %s",
+                           self.state_dir, self.snapshot_dir, exc)
+            self.snapshot_dir = self.state_dir
+
     # --- DaySource for the sync -----------------------------------------------------------
 
     def get_day(self, register_id: str, business_date: date) -> BusinessDay | None:
@@ -154,6 +175,7 @@ class Gateway:
         else:
             if stale:
                 logger.info("removed %d snapshot temporary file(s) left by a power cut", stale)
+        self._link_snapshot()
         self.sync = self._sync_factory(self.settings, self)
         for reg in self.settings.registers:
             ingest = RegisterIngest(self.store, reg, self.listener)
@@ -471,7 +493,7 @@ class Gateway:
                     or self._written[0] != essence
                     or now - self._written[1] >= SNAPSHOT_REFRESH
                 ):
-                    write_snapshot(self.state_dir, data)
+                    write_snapshot(self.snapshot_dir, data)
                     self._written = (essence, self.monotonic())
             except (GatewayError, OSError) as exc:
                 logger.warning("status snapshot not written: %s", exc)
@@ -519,11 +541,11 @@ def _snapshot_essence(data: dict[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
 
 
-def run_daemon(settings: Settings) -> int:
+def run_daemon(settings: Settings, runtime_dir: Path | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     import signal
 
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, runtime_dir=runtime_dir)
 
     def _stop(signum: int, frame: object) -> None:
         gateway.stop_event.set()

@@ -511,6 +511,17 @@ def first_boot(rig: Rig) -> None:
     rig.figures["systemd-analyze security (booted)"] = float(level.group(1))
     require(float(level.group(1)) <= 2.0, f"exposure {level.group(1)} > 2.0:\n{sec[-3000:]}")
     ok(f"systemd-analyze security gatewayd.service on the booted guest: {level.group(1)}")
+    # the live snapshot: in /run (tmpfs, RuntimeDirectory=), linked from the state directory
+    assert rig.vm is not None
+    rig.vm.wait_until("the status snapshot through its link",
+                      lambda: bool(rig.status().get("snapshot_time")), 60 * rig.slow, 1.0)
+    where = rig.sh("readlink /var/lib/gatewayd/status.json; stat -f -c %T /run/gatewayd/; "
+                   "stat -c '%U %a' /run/gatewayd")
+    require(where.strip().split("\n") == ["/run/gatewayd/status.json", "tmpfs", "gatewayd 700"],
+            f"status snapshot: {where!r}")
+    require(rig.status().get("snapshot_linked") is True, "gatewayd status: not linked")
+    ok("status snapshot in /run/gatewayd (tmpfs, gatewayd 0700), "
+       "/var/lib/gatewayd/status.json links to it; gatewayd status reads it")
 
 
 def days_flow(rig: Rig) -> None:

@@ -97,3 +97,86 @@ def test_a_power_cuts_temporary_files_are_removed_at_start(tmp_path: Path) -> No
     finally:
         gateway.stop()
     assert remove_stale_temps(state) == 0
+
+
+def test_under_systemd_the_snapshot_is_written_to_the_runtime_dir_and_read_through_the_link(
+    tmp_path: Path,
+) -> None:
+    """The 30 s refresh goes to /run (tmpfs, RuntimeDirectory=), off the card; readers of
+    the state directory (``gatewayd status``) still find it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "status.json").write_text('{"n": "old file from before"}', encoding="utf-8")
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text(CONFIG.format(port=tmp_path / "no-register"), encoding="utf-8")
+    gateway = Gateway(load_settings(cfg), sync_factory=lambda s, g: None, web=False,
+                      runtime_dir=run)
+    gateway.start()
+    try:
+        gateway.publish()
+        assert (state / "status.json").is_symlink()
+        assert os.readlink(state / "status.json") == str(run / "status.json")
+        assert (run / "status.json").is_file() and not (run / "status.json").is_symlink()
+        assert read_snapshot(state)["registers"].keys() == {"0001-01"}
+        assert sorted(os.listdir(state)).count("status.json") == 1
+        assert not [n for n in os.listdir(state) if n.startswith(".status.")]
+    finally:
+        gateway.stop()
+
+
+def test_the_link_is_made_once_and_a_reboot_leaves_no_snapshot_not_an_error(
+    tmp_path: Path,
+) -> None:
+    run, state = tmp_path / "run", tmp_path / "state"
+    run.mkdir()
+    state.mkdir()
+    assert snapshot_module.link_snapshot(state, run) is True
+    before = os.lstat(state / "status.json")
+    assert snapshot_module.link_snapshot(state, run) is False  # next start: no write
+    assert os.lstat(state / "status.json").st_ino == before.st_ino
+    # /run is empty after a reboot: the link leads nowhere until the daemon writes
+    assert read_snapshot(state) == {}
+    assert snapshot_module.snapshot_is_linked(state)
+    write_snapshot(run, {"n": 3})
+    assert read_snapshot(state)["n"] == 3
+    # a cut between making the link aside and renaming it leaves a link named like a temp
+    os.symlink(run / "status.json", state / ".status.link.tmp")
+    assert remove_stale_temps(state) == 1
+    assert not os.path.lexists(state / ".status.link.tmp")
+
+
+def test_a_runtime_dir_that_cannot_be_linked_keeps_the_snapshot_in_the_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text(CONFIG.format(port=tmp_path / "no-register"), encoding="utf-8")
+    gateway = Gateway(load_settings(cfg), sync_factory=lambda s, g: None, web=False,
+                      runtime_dir=run)
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(snapshot_module.os, "symlink", refuse)
+    gateway.start()
+    try:
+        gateway.publish()
+        state = gateway.state_dir
+        assert gateway.snapshot_dir == state
+        assert (state / "status.json").is_file() and not (state / "status.json").is_symlink()
+        assert read_snapshot(state)["registers"].keys() == {"0001-01"}
+        assert not (run / "status.json").exists()
+    finally:
+        gateway.stop()
+
+
+def test_runtime_directory_comes_from_systemds_environment() -> None:
+    from gatewayd.cli.run import runtime_directory
+
+    assert runtime_directory({}) is None
+    assert runtime_directory({"RUNTIME_DIRECTORY": ""}) is None
+    assert runtime_directory({"RUNTIME_DIRECTORY": "/run/gatewayd"}) == Path("/run/gatewayd")
+    assert runtime_directory({"RUNTIME_DIRECTORY": "/run/a:/run/b"}) == Path("/run/a")

@@ -188,3 +188,30 @@ def test_a_read_only_store_refuses_writes(tmp_path: Path) -> None:
         assert store.register_ids() == ["0001-01"]
     finally:
         store.close()
+
+
+def test_status_reads_the_snapshot_through_the_runtime_link_and_after_a_reboot_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under systemd the snapshot sits in /run/gatewayd, linked from the state directory: a
+    reboot empties /run, and until the daemon writes again the link leads nowhere."""
+    from gatewayd.store.snapshot import link_snapshot, write_snapshot
+
+    cfg = tmp_path / "gatewayd.toml"
+    cfg.write_text(CONFIG, encoding="utf-8")
+    settings = load_settings(cfg)
+    run = tmp_path / "run"
+    run.mkdir()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    link_snapshot(settings.state_dir, run)
+
+    assert main(["status", "--config", str(cfg)]) == 0
+    text = capsys.readouterr().out
+    assert "daemon snapshot: none since the box started" in text
+    assert "has not run yet" not in text
+
+    write_snapshot(run, {"daemon": "running", "registers": {"0001-01": {"link": "up"}}})
+    assert main(["status", "--config", str(cfg), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["snapshot_linked"] is True and data["daemon"] == "running"
+    assert data["registers"][0]["link"] == "up"

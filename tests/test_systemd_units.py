@@ -108,6 +108,10 @@ def test_service_keeps_serial_usb_and_watchdog_settings() -> None:
     assert "StartLimitIntervalSec" in unit and "StartLimitBurst" in unit  # [Unit], not [Service]
     assert "StartLimitBurst" not in service
     assert service["StateDirectory"] == "gatewayd" and service["StateDirectoryMode"] == "0700"
+    # the status snapshot's 30 s refresh goes to /run (tmpfs), not the SD card
+    assert service["RuntimeDirectory"] == "gatewayd"
+    assert service["RuntimeDirectoryMode"] == "0700"
+    assert service["RuntimeDirectoryPreserve"] == "yes"
     assert service["ConfigurationDirectory"] == "gatewayd"
     assert service["LoadCredential"].startswith("freee-client-secret:")
     assert service["User"] == "gatewayd"

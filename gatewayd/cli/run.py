@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from gatewayd.config import DEFAULT_CONFIG_PATH, load_settings
@@ -18,4 +20,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)  # a wrong file stops here, before anything opens
     setup_logging(settings.logging.level, journald=settings.logging.journald)
-    return run_daemon(settings)
+    return run_daemon(settings, runtime_dir=runtime_directory(os.environ))
+
+
+def runtime_directory(environ: Mapping[str, str]) -> Path | None:
+    """systemd's ``$RUNTIME_DIRECTORY`` (``RuntimeDirectory=gatewayd``: /run/gatewayd), the
+    first of its colon-separated paths; None outside systemd."""
+    value = environ.get("RUNTIME_DIRECTORY", "")
+    first = value.split(":", 1)[0]
+    return Path(first) if first else None

@@ -19,7 +19,7 @@ from gatewayd.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from gatewayd.drivers.printer import snapshot_lines
 from gatewayd.errors import StoreMissing
 from gatewayd.store.journal import JournalStore
-from gatewayd.store.snapshot import read_snapshot
+from gatewayd.store.snapshot import read_snapshot, snapshot_is_linked
 
 STATUS_JA = {"accepted": "受付済", "held": "保留"}
 
@@ -82,6 +82,8 @@ def collect(settings: Settings, days: int = 14) -> dict[str, Any]:
         return {
             "state_dir": str(settings.state_dir),
             "snapshot_time": snapshot.get("time"),
+            # the daemon under systemd keeps it in /run (linked): gone at each reboot
+            "snapshot_linked": snapshot_is_linked(settings.state_dir),
             "daemon": snapshot.get("daemon"),
             "freee": snapshot.get("freee"),
             "devices": snapshot.get("devices"),
@@ -92,7 +94,7 @@ def collect(settings: Settings, days: int = 14) -> dict[str, Any]:
             store.close()
 
 
-STALE_AFTER = 60.0  # the daemon rewrites its snapshot every 5 s
+STALE_AFTER = 60.0  # the daemon rewrites its snapshot at least every 30 s (SNAPSHOT_REFRESH)
 
 
 def _age_seconds(stamp: str) -> float | None:
@@ -112,6 +114,9 @@ def render_text(status: dict[str, Any]) -> str:
             line += (f"  STALE: {age:.0f} s old — the daemon is stopped, hung, or cannot write"
                      " its state directory (disk full?)")
         out.append(line)
+    elif status.get("snapshot_linked"):
+        out.append("daemon snapshot: none since the box started (the daemon is not running,"
+                   " or is starting)")
     else:
         out.append("daemon snapshot: none (the daemon has not run yet)")
     freee = status.get("freee") or {}

@@ -12,6 +12,12 @@ journal commit: ~650 MiB a day, bench/sd_writes.py); unsynced, the writes ride e
 commit. After a power cut the file may be old, or empty (read as "no snapshot"), until the
 daemon writes it again seconds after it starts; temporary files a cut left behind are
 removed at start (:func:`remove_stale_temps`).
+
+Under systemd the file lives in the runtime directory (``RuntimeDirectory=``, /run/gatewayd,
+a tmpfs): its refresh then never reaches the card at all, and ``status.json`` in the state
+directory is a symbolic link to it (:func:`link_snapshot`, written once per start, only
+when it changed), so every reader keeps reading the state directory. After a reboot and
+before the daemon's first write the link leads nowhere: read as "no snapshot".
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 FILE_NAME = "status.json"
+_LINK_TMP = ".status.link.tmp"  # matches remove_stale_temps' pattern: a cut's leftover goes
 
 
 def write_snapshot(state_dir: Path, data: dict[str, Any]) -> None:
@@ -50,6 +57,30 @@ def remove_stale_temps(state_dir: Path) -> int:
         except FileNotFoundError:
             pass
     return removed
+
+
+def link_snapshot(state_dir: Path, snapshot_dir: Path) -> bool:
+    """Make ``state_dir/status.json`` a link to ``snapshot_dir/status.json``; True when it
+    had to be (re)made. Replaced atomically (link made aside, then renamed over), so a
+    reader sees the old file or the link, never nothing."""
+    link = state_dir / FILE_NAME
+    target = snapshot_dir / FILE_NAME
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        return False
+    tmp = state_dir / _LINK_TMP
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def snapshot_is_linked(state_dir: Path) -> bool:
+    """True when the state directory's snapshot is a link (the daemon runs under systemd)."""
+    return (state_dir / FILE_NAME).is_symlink()
 
 
 def read_snapshot(state_dir: Path) -> dict[str, Any]:
