@@ -1,6 +1,7 @@
 """Boot smoke test of the arm64 card image in qemu-system-aarch64 (TCG): it boots, the
-root partition grows to the card, the card's configuration and ``sysconf.txt`` (host name,
-time zone, Wi-Fi) are applied, the unit reaches READY, the page answers. Before booting, the
+root partition grows to the card, the card's configuration, Raspberry Pi Imager's OS
+customisation (host name, time zone, a user with an SSH key, Wi-Fi: its cloud-init files) and
+``sysconf.txt`` are applied, the unit reaches READY, the page answers. Before booting, the
 files each Raspberry Pi model boots from are checked on the card. Prints the time of each
 step.
 
@@ -50,13 +51,56 @@ address = "0.0.0.0"
 port = 8080
 """
 
-# What an installer drops as bootfs/sysconf.txt (docs/install.md, step 3).
-SYSCONF = """# smoke test
-hostname=smoke-gw
-timezone=Europe/London
+# What Raspberry Pi Imager 2 writes for its OS customisation (CustomisationGenerator with
+# init_format cloudinit): host name, time zone, a user with a password and an SSH key, Wi-Fi
+# (the key derived from the passphrase), and a bootfs/sysconf.txt the installer added by hand,
+# whose line wins over Imager's (docs/install.md, step 3).
+USER_HASH = "$5$smokesalt$NLrVfgnyY6cWrPjXWqsFzcWg9tCeWKLv6CfdKUv9GBC"  # openssl passwd -5
+SSH_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNtb2tlLXRlc3Qta2V5LW5vdC1hLXJlYWwtb25lISE"
+           " smoke@laptop")
+WIFI_KEY = "bc966cc4f1f02df3f1c6d36cde0caa0bba83721c0c60ee6a0698163a9eabf010"  # smoke-pass-123
+USER_DATA = f"""#cloud-config
+manage_resolv_conf: false
+
+hostname: smoke-gw
+manage_etc_hosts: true
+packages:
+- avahi-daemon
+timezone: Europe/London
+keyboard:
+  model: pc105
+  layout: "jp"
+user:
+  name: ops
+  shell: /bin/bash
+  lock_passwd: false
+  passwd: "{USER_HASH}"
+  ssh_authorized_keys:
+    - "{SSH_KEY}"
+  sudo: null
+
+ssh_pwauth: false
+
+runcmd:
+  - [ systemctl, enable, --now, ssh ]
+"""
+NETWORK_CONFIG = f"""network:
+  version: 2
+  ethernets:
+    eth0:
+      dhcp4: true
+      optional: true
+  wifis:
+    wlan0:
+      dhcp4: true
+      regulatory-domain: "GB"
+      access-points:
+        "smoke-shop":
+          password: "{WIFI_KEY}"
+      optional: true
+"""
+SYSCONF = """# smoke test: the installer's own line wins over Imager's
 wifi_country=JP
-wifi_ssid=smoke-shop
-wifi_psk=smoke-pass-123
 """
 
 
@@ -132,10 +176,14 @@ def check_pi_boot(fat: str, root: Path, kernel: str, work: Path) -> list[str]:
 
 
 def sysconf_applied(root: Path, card_names: list[str], cert_names: list[str]) -> str:
-    """What of SYSCONF is not so on the powered-off card ("" when all is)."""
+    """What of Imager's settings and SYSCONF is not so on the powered-off card ("" when all
+    is)."""
     wrong: list[str] = []
-    if "::/sysconf.txt" in card_names:
-        wrong.append("still on the card (it holds the Wi-Fi passphrase)")
+    for name in ("sysconf.txt", "user-data", "network-config"):
+        if f"::/{name}" in card_names:
+            wrong.append(f"{name} still on the card (it holds the Wi-Fi key)")
+    if "::/imager-settings.error.txt" in card_names:
+        wrong.append("Imager's settings refused (imager-settings.error.txt)")
     if run("debugfs", "-R", "cat /etc/hostname", str(root)).strip() != "smoke-gw":
         wrong.append("/etc/hostname")
     if "smoke-gw.local" not in cert_names:
@@ -143,10 +191,23 @@ def sysconf_applied(root: Path, card_names: list[str], cert_names: list[str]) ->
     if run("debugfs", "-R", "cat /etc/timezone", str(root)).strip() != "Europe/London":
         wrong.append("/etc/timezone")
     wpa = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf"
-    if 'ssid="smoke-shop"' not in run("debugfs", "-R", f"cat {wpa}", str(root)):
-        wrong.append(wpa)
+    conf = run("debugfs", "-R", f"cat {wpa}", str(root))
+    if (f"ssid={b'smoke-shop'.hex()}\n" not in conf or f"psk={WIFI_KEY}\n" not in conf
+            or "country=JP\n" not in conf):
+        wrong.append(f"{wpa}: {conf!r}")
     elif "Mode:  0600" not in run("debugfs", "-R", f"stat {wpa}", str(root)):
         wrong.append(f"{wpa} readable by others")
+    passwd = run("debugfs", "-R", "cat /etc/passwd", str(root))
+    if not re.search(r"^ops:x:\d+:\d+:[^:]*:/home/ops:/bin/bash$", passwd, flags=re.M):
+        wrong.append("user ops not in /etc/passwd")
+    if f"ops:{USER_HASH}:" not in run("debugfs", "-R", "cat /etc/shadow", str(root)):
+        wrong.append("ops's password hash not in /etc/shadow")
+    keys = "/home/ops/.ssh/authorized_keys"
+    if run("debugfs", "-R", f"cat {keys}", str(root)).strip() != SSH_KEY:
+        wrong.append(keys)
+    sshd = run("debugfs", "-R", "cat /etc/ssh/sshd_config.d/50-gatewayd-sysconf.conf", str(root))
+    if sshd.strip() != "PasswordAuthentication no":
+        wrong.append(f"sshd: {sshd!r}")
     return "; ".join(wrong)
 
 
@@ -185,8 +246,10 @@ def main() -> int:
               f" ({kernel})", flush=True)
         (work / "gatewayd.toml").write_text(CONFIG, encoding="utf-8")
         run("mcopy", "-i", fat, str(work / "gatewayd.toml"), "::gatewayd.toml")
-        (work / "sysconf.txt").write_text(SYSCONF, encoding="utf-8")
-        run("mcopy", "-i", fat, str(work / "sysconf.txt"), "::sysconf.txt")
+        for name, text in (("sysconf.txt", SYSCONF), ("user-data", USER_DATA),
+                           ("network-config", NETWORK_CONFIG)):
+            (work / name).write_text(text, encoding="utf-8")
+            run("mcopy", "-i", fat, str(work / name), f"::{name}")
         (work / "web-password").write_text(hash_password(PASSWORD) + "\n", encoding="utf-8")
         passwd = run("debugfs", "-R", "cat /etc/passwd", str(root))
         uid = next(line.split(":")[2:4] for line in passwd.splitlines()
@@ -270,7 +333,8 @@ def main() -> int:
             return 1
         sysconf = sysconf_applied(root, card_names, cert_names)
         root.unlink()
-        print(f"image_smoke: sysconf.txt: {sysconf or 'applied and removed'} "
+        print(f"image_smoke: Imager's settings and sysconf.txt: "
+              f"{sysconf or 'applied and removed'} "
               f"(certificate names: {', '.join(cert_names)})")
         if grown < 3 * 2**30 or not imported or sysconf:
             print("image_smoke: FAIL", flush=True)

@@ -30,6 +30,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("firstboot",): (
         "gatewayd.cli.firstboot", "import gatewayd.toml and secrets from /boot/firmware"
     ),
+    ("imager-settings",): (
+        "gatewayd.cli.imager_settings", "turn Raspberry Pi Imager's settings into sysconf.txt"
+    ),
     ("doctor",): (
         "gatewayd.cli.doctor", "check configuration, devices, storage and clock, with fixes"
     ),
