@@ -28,7 +28,8 @@ SUITE=trixie PYTHON=3.13 GLIBC=41
 
 need=()
 for cmd in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support \
-           mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs sfdisk:fdisk xz:xz-utils git:git; do
+           mkfs.vfat:dosfstools mcopy:mtools mkfs.ext4:e2fsprogs sfdisk:fdisk xz:xz-utils git:git \
+           arch-test:arch-test; do
     command -v "${cmd%%:*}" >/dev/null 2>&1 || need+=("${cmd##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -122,4 +123,9 @@ dd if="$WORK/root.ext4" of="$IMG" bs=1M seek=$((4 + BOOT_MB)) conv=notrunc,spars
 say "image: $(du -h --apparent-size "$IMG" | cut -f1); compressing"
 xz -T0 -3 -k "$IMG"
 ( cd "$OUT" && sha256sum "$(basename "$IMG").xz" > "$(basename "$IMG").xz.sha256" )
+# Raspberry Pi Imager 2 offers its OS customisation only for an image named in an OS list
+# (docs/install.md): the list beside the image, its URL where the installer will keep it
+# (GATEWAYD_IMAGE_URL, e.g. https://files.example.shop/gatewayd-...img.xz; default: here).
+.venv/bin/python -m gatewayd.imager_oslist "$IMG" "$IMG.xz" \
+    "${GATEWAYD_IMAGE_URL:-file://$IMG.xz}" "$(date -u +%F)" > "$OUT/gatewayd-$VERSION-os-list.json"
 say "done: $IMG.xz ($(du -h "$IMG.xz" | cut -f1)), uncompressed image kept beside it for the smoke test"

@@ -9,6 +9,7 @@ system commands replaced by recorders.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 import subprocess
@@ -298,3 +299,35 @@ def test_gatewayd_sysconf_leaves_a_refused_imager_file_and_still_applies_sysconf
     assert (root / "etc/hostname").read_text() == "gatewayd\n"
     conf = (root / "etc/wpa_supplicant/wpa_supplicant-wlan0.conf").read_text()
     assert 'ssid="shop"' in conf and 'psk="pass phrase1"' in conf and "country=JP" in conf
+
+
+def test_the_os_list_beside_the_image_validates_against_imagers_schema(tmp_path: Path) -> None:
+    """Imager 2 offers customisation only through an OS list naming init_format."""
+    import json
+
+    import jsonschema
+
+    from gatewayd.imager_oslist import main as os_list_main
+
+    raw = tmp_path / "gatewayd-0.1.0-arm64.img"
+    raw.write_bytes(b"\0" * 4096 + b"card")
+    xz = tmp_path / "gatewayd-0.1.0-arm64.img.xz"
+    xz.write_bytes(b"xz-bytes")
+    out = tmp_path / "os-list.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatewayd.imager_oslist", str(raw), str(xz),
+         f"file://{xz}", "2026-03-10"], capture_output=True, text=True, check=True, timeout=60)
+    out.write_text(proc.stdout, encoding="utf-8")
+    data = json.loads(proc.stdout)
+    schema = json.loads((REPO / "tests/data/rpi-imager/os-list-schema.json").read_text())
+    jsonschema.validate(data, schema)
+    entry = data["os_list"][0]
+    assert entry["init_format"] == "cloudinit" and entry["extract_size"] == 4100
+    assert entry["extract_sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert entry["image_download_size"] == 8 and entry["url"] == f"file://{xz}"
+    assert {"pi4-64bit", "pi5-64bit"} <= set(entry["devices"])
+    # a broken entry is caught by the same schema (the check can fail)
+    del entry["extract_sha256"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+    assert os_list_main([]) == 2
