@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -219,6 +220,13 @@ def main() -> int:
                         help="a unit whose failure is known, e.g. ssh.service")
     args = parser.parse_args()
     ALLOWED_FAILURES.update(args.allow_failed)
+    tools = {"qemu-system-aarch64": "qemu-system-arm", "debugfs": "e2fsprogs",
+             "mcopy": "mtools", "sfdisk": "fdisk"}
+    missing_tools = sorted({pkg for cmd, pkg in tools.items() if shutil.which(cmd) is None})
+    if missing_tools:
+        print(f"image_smoke: needs {' '.join(missing_tools)}: "
+              f"apt-get install -y {' '.join(missing_tools)}", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="gatewayd-smoke.", dir="/var/tmp") as tmp:
         work = Path(tmp)
