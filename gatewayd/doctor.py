@@ -624,6 +624,22 @@ def check_boot_partition(ctx: DoctorContext) -> CheckResult:
             "sudo gatewayd firstboot を実行してください(秘密情報を安全な場所へ移します)。",
             "Run `sudo gatewayd firstboot` (moves the secret to /etc/credstore and scrubs it "
             "from the card).")
+    imager_error = boot / "imager-settings.error.txt"
+    if imager_error.exists():
+        text = imager_error.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        return CheckResult.fail(
+            f"Raspberry Pi Imager's settings on {boot} were not applied (see {imager_error})",
+            "Imager でカードを書き直すか sysconf.txt を使って再起動し、カードの user-data と "
+            "network-config を消してください(Wi-Fi の鍵が入っています)。",
+            "Write the card again with Imager, or use sysconf.txt, and reboot; delete "
+            "user-data and network-config from the card (they hold the Wi-Fi key).",
+            text[:12])
+    sysconf = boot / "sysconf.txt"
+    if sysconf.exists():
+        return CheckResult.warn(
+            f"{sysconf} is waiting to be applied (it may hold the Wi-Fi passphrase)",
+            "再起動してください(適用後にカードから消えます)。",
+            "Reboot: the image applies it and removes it from the card (docs/install.md).")
     if error.exists():
         text = error.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         return CheckResult.fail(

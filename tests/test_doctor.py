@@ -253,3 +253,25 @@ def test_command_json_and_exit_code(
     assert main(text_argv) == 1
     out = capsys.readouterr().out
     assert "[FAIL] configured devices" in out and "修正:" in out and "fix:" in out
+
+
+def test_boot_partition_reports_imagers_refused_settings_and_a_waiting_sysconf(
+        tmp_path: Path) -> None:
+    """The image's gatewayd-sysconf leaves imager-settings.error.txt beside a refused Imager
+    file: the installer's doctor run says so, with the reason from the file."""
+    from gatewayd.cli.imager_settings import convert
+
+    ctx = _ctx(tmp_path, "/dev/null")
+    boot = ctx.boot_dir
+    boot.mkdir()
+    assert doctor.check_boot_partition(ctx).status == "ok"
+    (boot / "sysconf.txt").write_text("hostname=shop-gw\n")
+    res = doctor.check_boot_partition(ctx)
+    assert res.status == "warn" and "sysconf.txt" in res.message
+    (boot / "sysconf.txt").unlink()
+    (boot / "user-data").write_text("hostname: bad_name!\n")
+    assert convert(boot, dt.datetime(2026, 3, 10, tzinfo=dt.UTC))[0] == 1
+    res = doctor.check_boot_partition(ctx)
+    assert res.status == "fail" and "Imager" in res.message
+    assert any("user-data.hostname" in line for line in res.details)
+    assert res.fix_ja and res.fix_en
